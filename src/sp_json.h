@@ -1,0 +1,77 @@
+/*-------------------------------------------------------------------------
+ *
+ * sp_json.h
+ *		Decode Stripe's JSON without handing json-c objects to the caller
+ *
+ * json-c allocates with malloc and its objects must be released with
+ * json_object_put().  The callers are backend functions that may ereport()
+ * (longjmp) at any point, so no json-c object ever leaves this module: each
+ * function parses, copies what it needs into storage the caller provides,
+ * releases everything and only then returns.  Nothing here can throw, so
+ * nothing here can leak.
+ *
+ * This header deliberately does not include json-c: json-c's json_object()
+ * clashes with the SQL function of that name declared by utils/builtins.h.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SP_JSON_H
+#define SP_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/*
+ * Stripe's {"error": {...}} body.  Missing or non-string fields are "".
+ * Over-long fields are cut at a UTF-8 character boundary.
+ */
+typedef struct SpStripeError
+{
+	bool		parsed;
+	char		type[64];
+	char		code[128];
+	char		decline_code[128];
+	char		param[256];
+	char		message[1024];
+	char		doc_url[256];
+} SpStripeError;
+
+/*
+ * Returns true and sets err->parsed if body is a JSON object whose "error"
+ * member is an object; otherwise returns false with err->parsed false and
+ * every field "".
+ */
+extern bool sp_stripe_error_parse(const char *body, size_t len,
+								  SpStripeError *err);
+
+#define SP_JSON_OK				0
+#define SP_JSON_INVALID			(-1)	/* not one valid JSON text */
+#define SP_JSON_ARENA_FULL		(-2)	/* arena_size too small */
+#define SP_JSON_NO_MEMORY		(-3)	/* json-c could not allocate */
+
+/*
+ * Extracts scalars at dotted paths: "id", "metadata.order_id",
+ * "items.data.0.current_period_end".  A segment names an object member, or
+ * on an array a decimal index.
+ *
+ * values[i] receives a NUL-terminated copy inside arena:
+ *	- strings as-is (decoded);
+ *	- numbers as their JSON text ("1700000000", "1.50");
+ *	- booleans as "true" / "false";
+ *	- objects and arrays as compact JSON text;
+ *	- NULL for JSON null, a missing member, or a NULL path.
+ *
+ * The input need not be NUL-terminated.  It must be exactly one JSON value
+ * (surrounding whitespace allowed), valid UTF-8, nested at most 32 deep.
+ *
+ * Returns SP_JSON_OK, or a negative SP_JSON_* code; on any error every
+ * values[i] is NULL.  SP_JSON_INVALID also covers two things PostgreSQL
+ * could not store faithfully: a selected string containing U+0000, and a
+ * selected integer beyond the 64-bit range (json-c would silently clamp it).
+ */
+extern int	sp_json_extract(const char *json, size_t len,
+							const char *const *paths, int npaths,
+							char *arena, size_t arena_size,
+							const char **values);
+
+#endif							/* SP_JSON_H */

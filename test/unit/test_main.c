@@ -1,0 +1,21 @@
+/*-------------------------------------------------------------------------
+ *
+ * test_main.c
+ *		Runs every unit suite of the pure modules in one binary
+ *
+ * One binary, so one closing "unit: N passed, M failed" line.
+ *
+ *-------------------------------------------------------------------------
+ */
+#define UNIT_IMPLEMENTATION
+#include "unit.h"
+
+int
+main(void)
+{
+	unit_suite_form();
+	unit_suite_money();
+	unit_suite_json();
+	unit_suite_retry();
+	return unit_finish();
+}
