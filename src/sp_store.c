@@ -1,0 +1,58 @@
+/*-------------------------------------------------------------------------
+ *
+ * sp_store.c
+ *		Reading and writing the extension's tables through SPI.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "executor/spi.h"
+
+#include "sp_store.h"
+#include "stripepay.h"
+
+uint64
+sp_exec(const char *sql, int nargs, Oid *argtypes, Datum *values,
+		const char *nulls, int expected_ret)
+{
+	int			ret;
+
+	ret = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 0);
+	if (ret != expected_ret)
+		elog(ERROR, "stripepay: SPI_execute_with_args returned %s for \"%s\"",
+			 SPI_result_code_string(ret), sql);
+	return SPI_processed;
+}
+
+char *
+sp_result_text(uint64 row, int col)
+{
+	return SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
+}
+
+void
+sp_settings_load(SpSettings *settings)
+{
+	memset(settings, 0, sizeof(*settings));
+	if (sp_exec("SELECT secret_key, brand_name, brand_logo, brand_slogan,"
+				"       success_url, cancel_url, payment_flow"
+				"  FROM stripepay.settings",
+				0, NULL, NULL, NULL, SPI_OK_SELECT) == 1)
+	{
+		settings->found = true;
+		settings->secret_key = sp_result_text(0, 1);
+		settings->brand_name = sp_result_text(0, 2);
+		settings->brand_logo = sp_result_text(0, 3);
+		settings->brand_slogan = sp_result_text(0, 4);
+		settings->success_url = sp_result_text(0, 5);
+		settings->cancel_url = sp_result_text(0, 6);
+		settings->payment_flow = sp_result_text(0, 7);
+	}
+
+	if (settings->secret_key == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_SP_NOT_CONFIGURED),
+				 errmsg("stripepay has no Stripe secret key"),
+				 errhint("An admin must first run SELECT stripepay.configure(secret_key => 'sk_test_...').")));
+}

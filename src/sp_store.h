@@ -1,0 +1,40 @@
+/*-------------------------------------------------------------------------
+ *
+ * sp_store.h
+ *		The extension's tables, through SPI.  Callers are connected to SPI.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SP_STORE_H
+#define SP_STORE_H
+
+#include "postgres.h"
+
+#include "executor/spi.h"
+
+typedef struct SpSettings
+{
+	bool		found;
+	char	   *secret_key;
+	char	   *brand_name;
+	char	   *brand_logo;
+	char	   *brand_slogan;
+	char	   *success_url;
+	char	   *cancel_url;
+	char	   *payment_flow;
+} SpSettings;
+
+/* Loads the settings row; ERROR when there is no secret key yet. */
+extern void sp_settings_load(SpSettings *settings);
+
+/*
+ * Runs one statement with $n parameters.  nulls follows SPI's convention
+ * (' ' or 'n'), NULL for none.  Returns SPI_processed.
+ */
+extern uint64 sp_exec(const char *sql, int nargs, Oid *argtypes, Datum *values,
+					  const char *nulls, int expected_ret);
+
+/* Text of column `col` (1-based) of row `row` of the last result, or NULL. */
+extern char *sp_result_text(uint64 row, int col);
+
+#endif							/* SP_STORE_H */

@@ -1,0 +1,151 @@
+/*-------------------------------------------------------------------------
+ *
+ * sp_stripe.c
+ *		Stripe requests on top of the HTTP client, and Stripe's error JSON
+ *		turned into ereport(ERROR).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xlog.h"
+#include "miscadmin.h"
+
+#include "sp_json.h"
+#include "sp_stripe.h"
+#include "stripepay.h"
+
+char *
+sp_idempotency_key(const char *operation, int64 id)
+{
+	return psprintf("stripepay-" UINT64_FORMAT "-%u-%s-" INT64_FORMAT,
+					GetSystemIdentifier(), MyDatabaseId, operation, id);
+}
+
+/* One SQLSTATE per kind of failure, after Stripe's error types. */
+static int
+sp_error_sqlstate(long status, const SpStripeError *err)
+{
+	const char *type = err->parsed ? err->type : "";
+
+	if (strcmp(type, "card_error") == 0 || status == 402)
+		return ERRCODE_SP_CARD_ERROR;
+	if (strcmp(type, "idempotency_error") == 0)
+		return ERRCODE_SP_IDEMPOTENCY;
+	if (status == 401 || status == 403 || strcmp(type, "authentication_error") == 0)
+		return ERRCODE_SP_AUTHENTICATION;
+	if (status == 429 || strcmp(type, "rate_limit_error") == 0)
+		return ERRCODE_SP_RATE_LIMIT;
+	if (status >= 500 || strcmp(type, "api_error") == 0)
+		return ERRCODE_SP_API_ERROR;
+	return ERRCODE_SP_INVALID_REQUEST;
+}
+
+static const char *
+sp_error_summary(int sqlstate)
+{
+	switch (sqlstate)
+	{
+		case ERRCODE_SP_CARD_ERROR:
+			return "card was declined by Stripe";
+		case ERRCODE_SP_IDEMPOTENCY:
+			return "Stripe refused a reused idempotency key";
+		case ERRCODE_SP_AUTHENTICATION:
+			return "authentication with Stripe failed";
+		case ERRCODE_SP_RATE_LIMIT:
+			return "too many requests to Stripe";
+		case ERRCODE_SP_API_ERROR:
+			return "error on Stripe's side";
+		default:
+			return "request rejected by Stripe";
+	}
+}
+
+/* "type card_error, code card_declined, decline code insufficient_funds" */
+static char *
+sp_error_fields(const SpStripeError *err, long status)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "HTTP %ld", status);
+	if (err->type[0])
+		appendStringInfo(&buf, ", type %s", err->type);
+	if (err->code[0])
+		appendStringInfo(&buf, ", code %s", err->code);
+	if (err->decline_code[0])
+		appendStringInfo(&buf, ", decline code %s", err->decline_code);
+	if (err->param[0])
+		appendStringInfo(&buf, ", param %s", err->param);
+	return buf.data;
+}
+
+static void
+sp_raise_stripe_error(const char *method, const char *path, const SpHttpResponse *resp)
+{
+	SpStripeError err;
+	int			sqlstate;
+	const char *request_id = resp->request_id[0] ? resp->request_id : "none";
+
+	sp_stripe_error_parse(resp->body, resp->body_len, &err);
+	sqlstate = sp_error_sqlstate(resp->status, &err);
+
+	if (!err.parsed)
+		ereport(ERROR,
+				(errcode(sqlstate),
+				 errmsg("%s", sp_error_summary(sqlstate)),
+				 errdetail("Stripe answered HTTP %ld without an error object.", resp->status),
+				 errcontext("Stripe request %s %s, Request-Id %s", method, path, request_id)));
+
+	ereport(ERROR,
+			(errcode(sqlstate),
+			 errmsg("%s", sp_error_summary(sqlstate)),
+			 errdetail_internal("%s (%s)", err.message[0] ? err.message : "Stripe gave no message",
+								sp_error_fields(&err, resp->status)),
+			 err.doc_url[0] ? errhint("See %s", err.doc_url) : 0,
+			 errcontext("Stripe request %s %s, Request-Id %s", method, path, request_id)));
+}
+
+char *
+sp_stripe_call(const char *method, const char *path, const SpForm *form,
+			   const char *api_key, const char *idempotency_key,
+			   SpHttpResponse *resp)
+{
+	SpHttpRequest req;
+
+	if (form != NULL && form->failed)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory"),
+				 errdetail("Could not build the request body for Stripe.")));
+
+	memset(&req, 0, sizeof(req));
+	req.method = method;
+	req.path = path;
+	req.form = form ? form->data : NULL;
+	req.form_len = form ? form->len : 0;
+	req.api_key = api_key;
+	req.idempotency_key = idempotency_key;
+
+	memset(resp, 0, sizeof(*resp));
+	sp_http_request(&req, resp);
+
+	if (resp->status < 200 || resp->status > 299)
+		sp_raise_stripe_error(method, path, resp);
+	return resp->body;
+}
+
+void
+sp_stripe_fields(const char *body, size_t len, const char *what,
+				 const char *const *paths, int npaths, const char **values)
+{
+	size_t		arena_size = len * 2 + 128 * (size_t) npaths + 1;
+	char	   *arena = palloc(arena_size);
+	int			rc = sp_json_extract(body, len, paths, npaths, arena, arena_size, values);
+
+	if (rc != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_SP_API_ERROR),
+				 errmsg("unexpected response from Stripe"),
+				 errdetail("The %s Stripe returned is not valid JSON.", what)));
+}

@@ -1,0 +1,38 @@
+/*-------------------------------------------------------------------------
+ *
+ * stripepay.h
+ *		Settings and SQLSTATEs shared by the extension's Postgres-side files.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef STRIPEPAY_H
+#define STRIPEPAY_H
+
+#include "postgres.h"
+
+/* The Stripe API version every request pins with Stripe-Version. */
+#define SP_DEFAULT_API_VERSION "2026-10-28.endive"
+#define SP_DEFAULT_API_BASE "https://api.stripe.com"
+
+/* GUCs (stripepay.c) */
+extern char *sp_api_base;
+extern char *sp_api_version;
+extern int	sp_timeout_ms;
+extern int	sp_connect_timeout_ms;
+extern int	sp_max_retries;
+
+/*
+ * SQLSTATEs of class SP, one per kind of Stripe failure, so that callers can
+ * tell a declined card from an outage without parsing messages.
+ */
+#define ERRCODE_SP_CARD_ERROR			MAKE_SQLSTATE('S','P','0','0','1')
+#define ERRCODE_SP_INVALID_REQUEST		MAKE_SQLSTATE('S','P','0','0','2')
+#define ERRCODE_SP_AUTHENTICATION		MAKE_SQLSTATE('S','P','0','0','3')
+#define ERRCODE_SP_RATE_LIMIT			MAKE_SQLSTATE('S','P','0','0','4')
+#define ERRCODE_SP_API_ERROR			MAKE_SQLSTATE('S','P','0','0','5')
+#define ERRCODE_SP_IDEMPOTENCY			MAKE_SQLSTATE('S','P','0','0','6')
+#define ERRCODE_SP_NETWORK				MAKE_SQLSTATE('S','P','0','0','7')
+#define ERRCODE_SP_NOT_CONFIGURED		MAKE_SQLSTATE('S','P','0','1','0')
+#define ERRCODE_SP_ALREADY_PAID			MAKE_SQLSTATE('S','P','0','1','1')
+
+#endif							/* STRIPEPAY_H */
