@@ -1,0 +1,111 @@
+"""Small helpers for the integration tests: psql sessions, the emulator's
+control API, and a runner that prints "<suite>: N passed, M failed".
+
+Standard library only. The environment comes from test/lib/env.sh: PGHOST,
+PGPORT, PGUSER name the throwaway cluster, SP_EMULATOR_URL the emulator.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import traceback
+import urllib.request
+
+EMULATOR = os.environ.get("SP_EMULATOR_URL", "")
+TEST_KEY = "sk_test_4eC39HqLyjWDarjtT1zdp7dc"
+
+
+class SqlError(Exception):
+    def __init__(self, sqlstate, message, stderr):
+        super().__init__(f"{sqlstate}: {message}")
+        self.sqlstate = sqlstate
+        self.message = message
+        self.stderr = stderr
+
+
+def psql(sql, db="sp_integration", check=True, timeout=120, env=None):
+    """Runs sql in a fresh session; returns stdout rows as lists of fields.
+
+    Errors raise SqlError with the SQLSTATE (psql runs with VERBOSITY verbose).
+    """
+    cmd = ["psql", "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+           "-v", "VERBOSITY=verbose", "-d", db]
+    proc = subprocess.run(cmd, input=sql, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    if proc.returncode != 0 and check:
+        raise sql_error(proc.stderr)
+    return [line.split("\t") for line in proc.stdout.splitlines() if line != ""]
+
+
+def sql_error(stderr):
+    m = re.search(r"ERROR:\s+([0-9A-Z]{5}):\s+(.*)", stderr)
+    if m:
+        return SqlError(m.group(1), m.group(2), stderr)
+    return SqlError("?????", stderr.strip(), stderr)
+
+
+def expect_error(sql, sqlstate, db="sp_integration"):
+    try:
+        psql(sql, db=db)
+    except SqlError as e:
+        if e.sqlstate != sqlstate:
+            raise AssertionError(f"expected SQLSTATE {sqlstate}, got {e.sqlstate}: {e.stderr}")
+        return e
+    raise AssertionError(f"expected SQLSTATE {sqlstate}, but the statement succeeded")
+
+
+def scalar(sql, db="sp_integration"):
+    rows = psql(sql, db=db)
+    return rows[0][0] if rows else None
+
+
+def emulator(method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(EMULATOR + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        raw = resp.read()
+    return json.loads(raw) if raw else None
+
+
+def emulator_reset():
+    emulator("POST", "/_emulator/reset")
+
+
+def emulator_requests(path_prefix="/v1/"):
+    return [r for r in emulator("GET", "/_emulator/requests") if r["path"].startswith(path_prefix)]
+
+
+def fault(mode, count=1, **extra):
+    emulator("POST", "/_emulator/faults", dict(mode=mode, count=count, **extra))
+
+
+def check(cond, message="check failed"):
+    if not cond:
+        raise AssertionError(message)
+
+
+def check_eq(actual, expected, what="value"):
+    if actual != expected:
+        raise AssertionError(f"{what}: expected {expected!r}, got {actual!r}")
+
+
+def run(suite, tests):
+    """Runs each test in order, reporting ok / not ok; exits 1 on failure."""
+    passed = failed = 0
+    for test in tests:
+        name = test.__name__
+        started = time.monotonic()
+        try:
+            note = test()
+            passed += 1
+            extra = f" ({note})" if note else ""
+            print(f"ok - {name} [{time.monotonic() - started:.1f}s]{extra}", flush=True)
+        except Exception as e:  # every failure is reported, the suite goes on
+            failed += 1
+            print(f"not ok - {name}: {e}", flush=True)
+            traceback.print_exc(file=sys.stdout)
+    print(f"{suite}: {passed} passed, {failed} failed", flush=True)
+    sys.exit(1 if failed else 0)
