@@ -17,5 +17,7 @@ main(void)
 	unit_suite_money();
 	unit_suite_json();
 	unit_suite_retry();
+	unit_suite_signature();
+	unit_suite_event();
 	return unit_finish();
 }

@@ -41,6 +41,8 @@ extern void unit_suite_form(void);
 extern void unit_suite_money(void);
 extern void unit_suite_json(void);
 extern void unit_suite_retry(void);
+extern void unit_suite_signature(void);
+extern void unit_suite_event(void);
 
 #define TEST(name) static void name(void)
 #define RUN(name) unit_run(#name, name)

@@ -1,0 +1,734 @@
+/*-------------------------------------------------------------------------
+ *
+ * sp_event.c
+ *		Stripe event decoding across API versions, with json-c
+ *
+ * One parse per call; every field is copied into the caller's SpEvent and
+ * the json-c tree is released before returning, on every path.  Nothing in
+ * here calls back into the caller or can longjmp.
+ *
+ * Decoding stops at the first problem: the helpers below record the first
+ * failure (its code and the field's path) in an SpEventDecoder and turn
+ * into no-ops afterwards, so the reading code is a flat list of fields
+ * rather than a ladder of error checks.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "sp_event.h"
+
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+/* UTF-8 validation and json_tokener_get_parse_end() arrived in 0.15 */
+#ifndef JSON_TOKENER_VALIDATE_UTF8
+#error "stripepay needs json-c 0.15 or later"
+#endif
+
+typedef struct SpEventDecoder
+{
+	SpEventResult rc;
+	const char *path;			/* of the first failure */
+} SpEventDecoder;
+
+/*
+ * Parses exactly one JSON value; *out is NULL for a JSON null.  Mirrors
+ * sp_json.c's parser, with a deeper nesting limit: refusing a genuine
+ * event for its depth would make Stripe retry it until it gives up.
+ */
+static SpEventResult
+sp_event_parse(const char *json, size_t len, struct json_object **out)
+{
+	struct json_tokener *tok;
+	struct json_object *obj;
+	enum json_tokener_error jerr;
+	size_t		end;
+	size_t		i;
+
+	*out = NULL;
+	if (json == NULL || len >= (size_t) INT_MAX)
+		return SP_EVENT_NOT_JSON;
+
+	tok = json_tokener_new_ex(SP_EVENT_MAX_DEPTH);
+	if (tok == NULL)
+		return SP_EVENT_NO_MEMORY;
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+
+	obj = json_tokener_parse_ex(tok, json, (int) len);
+	jerr = json_tokener_get_error(tok);
+	if (obj == NULL && jerr == json_tokener_continue)
+	{
+		/* truncated text, or a bare scalar: a NUL ends the input */
+		obj = json_tokener_parse_ex(tok, "", 1);
+		jerr = json_tokener_get_error(tok);
+		end = len;
+	}
+	else
+		end = json_tokener_get_parse_end(tok);
+	json_tokener_free(tok);
+
+	if (jerr != json_tokener_success)
+	{
+		json_object_put(obj);
+		return SP_EVENT_NOT_JSON;
+	}
+
+	/* strict mode refuses trailing text itself, but stops at a NUL byte */
+	for (i = end; i < len; i++)
+	{
+		char		c = json[i];
+
+		if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+		{
+			json_object_put(obj);
+			return SP_EVENT_NOT_JSON;
+		}
+	}
+
+	*out = obj;
+	return SP_EVENT_OK;
+}
+
+static bool
+sp_event_fail(SpEventDecoder *d, SpEventResult rc, const char *path)
+{
+	if (d->rc == SP_EVENT_OK)
+	{
+		d->rc = rc;
+		d->path = path;
+	}
+	return false;
+}
+
+/* obj's member key; NULL when obj is NULL, the key absent or JSON null */
+static struct json_object *
+sp_event_member(struct json_object *obj, const char *key)
+{
+	struct json_object *val;
+
+	if (obj == NULL || !json_object_object_get_ex(obj, key, &val))
+		return NULL;
+	return val;
+}
+
+/*
+ * Copies a JSON string into dst[size].  Not a string: bad_type.  Holding
+ * U+0000 (PostgreSQL text cannot): bad_type too.  Not fitting: TOO_LONG.
+ */
+static bool
+sp_event_copy(SpEventDecoder *d, struct json_object *val, const char *path,
+			  char *dst, size_t size, SpEventResult bad_type)
+{
+	const char *s;
+	size_t		len;
+
+	if (!json_object_is_type(val, json_type_string))
+		return sp_event_fail(d, bad_type, path);
+	s = json_object_get_string(val);
+	len = (size_t) json_object_get_string_len(val);
+	if (memchr(s, '\0', len) != NULL)
+		return sp_event_fail(d, bad_type, path);
+	if (len >= size)
+		return sp_event_fail(d, SP_EVENT_TOO_LONG, path);
+	memcpy(dst, s, len);
+	dst[len] = '\0';
+	return true;
+}
+
+/* An optional string member. */
+static void
+sp_event_string(SpEventDecoder *d, struct json_object *obj, const char *key,
+				const char *path, char *dst, size_t size)
+{
+	struct json_object *val = sp_event_member(obj, key);
+
+	if (d->rc == SP_EVENT_OK && val != NULL)
+		sp_event_copy(d, val, path, dst, size, SP_EVENT_INVALID_FIELD);
+}
+
+/*
+ * Human text: cut at a UTF-8 character boundary rather than refused (json-c
+ * validated the UTF-8, so backing up over continuation bytes lands on the
+ * start of the character that would have been split).  U+0000 still fails.
+ */
+static void
+sp_event_text(SpEventDecoder *d, struct json_object *obj, const char *key,
+			  const char *path, char *dst, size_t size)
+{
+	struct json_object *val = sp_event_member(obj, key);
+	const char *s;
+	size_t		len;
+
+	if (d->rc != SP_EVENT_OK || val == NULL)
+		return;
+	if (!json_object_is_type(val, json_type_string))
+	{
+		sp_event_fail(d, SP_EVENT_INVALID_FIELD, path);
+		return;
+	}
+	s = json_object_get_string(val);
+	len = (size_t) json_object_get_string_len(val);
+	if (memchr(s, '\0', len) != NULL)
+	{
+		sp_event_fail(d, SP_EVENT_INVALID_FIELD, path);
+		return;
+	}
+	if (len > size - 1)
+	{
+		len = size - 1;
+		while (len > 0 && (((unsigned char) s[len]) & 0xC0) == 0x80)
+			len--;
+	}
+	memcpy(dst, s, len);
+	dst[len] = '\0';
+}
+
+/* An expandable reference: an id string, or the expanded object's "id". */
+static void
+sp_event_ref(SpEventDecoder *d, struct json_object *obj, const char *key,
+			 const char *path, char *dst, size_t size)
+{
+	struct json_object *val = sp_event_member(obj, key);
+
+	if (d->rc != SP_EVENT_OK || val == NULL)
+		return;
+	if (json_object_is_type(val, json_type_object))
+	{
+		val = sp_event_member(val, "id");
+		if (val == NULL)
+		{
+			sp_event_fail(d, SP_EVENT_INVALID_FIELD, path);
+			return;
+		}
+	}
+	sp_event_copy(d, val, path, dst, size, SP_EVENT_INVALID_FIELD);
+}
+
+/*
+ * A JSON integer >= 0 (amounts and timestamps are never negative).  json-c
+ * clamps integers beyond 64 bits to INT64_MAX, so that value is refused too:
+ * it cannot be told from an overflow.
+ */
+static bool
+sp_event_intval(struct json_object *val, long long *out)
+{
+	int64_t		v;
+
+	if (!json_object_is_type(val, json_type_int))
+		return false;
+	v = json_object_get_int64(val);
+	if (v < 0 || v == INT64_MAX)
+		return false;
+	*out = (long long) v;
+	return true;
+}
+
+static void
+sp_event_int(SpEventDecoder *d, struct json_object *obj, const char *key,
+			 const char *path, long long *out, bool *has)
+{
+	struct json_object *val = sp_event_member(obj, key);
+
+	if (d->rc != SP_EVENT_OK || val == NULL)
+		return;
+	if (!sp_event_intval(val, out))
+	{
+		sp_event_fail(d, SP_EVENT_INVALID_FIELD, path);
+		return;
+	}
+	*has = true;
+}
+
+static void
+sp_event_bool(SpEventDecoder *d, struct json_object *obj, const char *key,
+			  const char *path, bool *out, bool *has)
+{
+	struct json_object *val = sp_event_member(obj, key);
+
+	if (d->rc != SP_EVENT_OK || val == NULL)
+		return;
+	if (!json_object_is_type(val, json_type_boolean))
+	{
+		sp_event_fail(d, SP_EVENT_INVALID_FIELD, path);
+		return;
+	}
+	*out = json_object_get_boolean(val) != 0;
+	*has = true;
+}
+
+/* An optional object member; NULL when absent, null, or after a failure. */
+static struct json_object *
+sp_event_object(SpEventDecoder *d, struct json_object *obj, const char *key,
+				const char *path)
+{
+	struct json_object *val = sp_event_member(obj, key);
+
+	if (d->rc != SP_EVENT_OK || val == NULL)
+		return NULL;
+	if (!json_object_is_type(val, json_type_object))
+	{
+		sp_event_fail(d, SP_EVENT_INVALID_FIELD, path);
+		return NULL;
+	}
+	return val;
+}
+
+/*
+ * The "data" array of a list object member, e.g. items.data; NULL when the
+ * list is absent or has no data.
+ */
+static struct json_object *
+sp_event_list(SpEventDecoder *d, struct json_object *obj, const char *key,
+			  const char *path)
+{
+	struct json_object *list = sp_event_object(d, obj, key, path);
+	struct json_object *data = sp_event_member(list, "data");
+
+	if (data == NULL)
+		return NULL;
+	if (!json_object_is_type(data, json_type_array))
+	{
+		sp_event_fail(d, SP_EVENT_INVALID_FIELD, path);
+		return NULL;
+	}
+	return data;
+}
+
+/* Element i of an array from sp_event_list(), which must be an object. */
+static struct json_object *
+sp_event_element(SpEventDecoder *d, struct json_object *array, size_t i,
+				 const char *path)
+{
+	struct json_object *elem;
+
+	if (d->rc != SP_EVENT_OK || array == NULL ||
+		i >= json_object_array_length(array))
+		return NULL;
+	elem = json_object_array_get_idx(array, i);
+	if (!json_object_is_type(elem, json_type_object))
+	{
+		sp_event_fail(d, SP_EVENT_INVALID_FIELD, path);
+		return NULL;
+	}
+	return elem;
+}
+
+/* metadata values are strings; a metadata that is not an object is bad */
+static void
+sp_event_metadata(SpEventDecoder *d, struct json_object *obj,
+				  const char *path, const char *key, char *dst, size_t size)
+{
+	sp_event_string(d, sp_event_object(d, obj, "metadata", path), key, path,
+					dst, size);
+}
+
+static void
+sp_event_checkout_session(SpEventDecoder *d, struct json_object *o, SpEvent *ev)
+{
+	sp_event_string(d, o, "payment_status", "data.object.payment_status",
+					ev->payment_status, sizeof(ev->payment_status));
+	sp_event_string(d, o, "mode", "data.object.mode", ev->mode,
+					sizeof(ev->mode));
+	sp_event_ref(d, o, "payment_intent", "data.object.payment_intent",
+				 ev->payment_intent, sizeof(ev->payment_intent));
+	sp_event_ref(d, o, "subscription", "data.object.subscription",
+				 ev->subscription, sizeof(ev->subscription));
+	sp_event_string(d, o, "client_reference_id",
+					"data.object.client_reference_id",
+					ev->client_reference_id, sizeof(ev->client_reference_id));
+	sp_event_int(d, o, "amount_total", "data.object.amount_total",
+				 &ev->amount_total, &ev->has_amount_total);
+	sp_event_int(d, o, "expires_at", "data.object.expires_at",
+				 &ev->expires_at, &ev->has_expires_at);
+}
+
+static void
+sp_event_payment_intent(SpEventDecoder *d, struct json_object *o, SpEvent *ev)
+{
+	struct json_object *err;
+	struct json_object *charges;
+
+	sp_event_int(d, o, "amount", "data.object.amount", &ev->amount,
+				 &ev->has_amount);
+	sp_event_int(d, o, "amount_received", "data.object.amount_received",
+				 &ev->amount_received, &ev->has_amount_received);
+	sp_event_ref(d, o, "latest_charge", "data.object.latest_charge",
+				 ev->charge, sizeof(ev->charge));
+
+	/* before 2022-11-15: the charges list, newest first */
+	charges = sp_event_list(d, o, "charges", "data.object.charges");
+	if (ev->charge[0] == '\0')
+		sp_event_string(d, sp_event_element(d, charges, 0,
+											"data.object.charges.data[0]"),
+						"id", "data.object.charges.data[0].id",
+						ev->charge, sizeof(ev->charge));
+
+	err = sp_event_object(d, o, "last_payment_error",
+						  "data.object.last_payment_error");
+	sp_event_string(d, err, "code", "data.object.last_payment_error.code",
+					ev->last_payment_error_code,
+					sizeof(ev->last_payment_error_code));
+	sp_event_string(d, err, "decline_code",
+					"data.object.last_payment_error.decline_code",
+					ev->last_payment_error_decline_code,
+					sizeof(ev->last_payment_error_decline_code));
+	sp_event_text(d, err, "message", "data.object.last_payment_error.message",
+				  ev->last_payment_error_message,
+				  sizeof(ev->last_payment_error_message));
+	sp_event_string(d, o, "cancellation_reason",
+					"data.object.cancellation_reason",
+					ev->cancellation_reason, sizeof(ev->cancellation_reason));
+}
+
+static void
+sp_event_charge(SpEventDecoder *d, struct json_object *o, SpEvent *ev)
+{
+	struct json_object *refunds;
+	struct json_object *data;
+	bool		has_more = false;
+	bool		has_has_more = false;
+	size_t		n;
+	size_t		i;
+
+	sp_event_ref(d, o, "payment_intent", "data.object.payment_intent",
+				 ev->payment_intent, sizeof(ev->payment_intent));
+	sp_event_int(d, o, "amount", "data.object.amount", &ev->amount,
+				 &ev->has_amount);
+	sp_event_int(d, o, "amount_refunded", "data.object.amount_refunded",
+				 &ev->amount_refunded, &ev->has_amount_refunded);
+	sp_event_bool(d, o, "refunded", "data.object.refunded", &ev->refunded,
+				  &ev->has_refunded);
+
+	/* embedded before 2022-11-15, newer versions only when expanded */
+	refunds = sp_event_object(d, o, "refunds", "data.object.refunds");
+	data = sp_event_list(d, o, "refunds", "data.object.refunds");
+	if (refunds == NULL || data == NULL)
+		return;
+	ev->has_refunds = true;
+	sp_event_bool(d, refunds, "has_more", "data.object.refunds.has_more",
+				  &has_more, &has_has_more);
+	n = json_object_array_length(data);
+	for (i = 0; i < n && i < SP_EVENT_MAX_REFUNDS; i++)
+	{
+		struct json_object *r = sp_event_element(d, data, i,
+												 "data.object.refunds.data[]");
+		SpEventRefund *out = &ev->refunds[i];
+
+		sp_event_string(d, r, "id", "data.object.refunds.data[].id",
+						out->id, sizeof(out->id));
+		sp_event_int(d, r, "amount", "data.object.refunds.data[].amount",
+					 &out->amount, &out->has_amount);
+		sp_event_string(d, r, "status", "data.object.refunds.data[].status",
+						out->status, sizeof(out->status));
+	}
+	ev->nrefunds = (int) i;
+	ev->refunds_truncated = n > SP_EVENT_MAX_REFUNDS || has_more;
+}
+
+static void
+sp_event_refund(SpEventDecoder *d, struct json_object *o, SpEvent *ev)
+{
+	sp_event_int(d, o, "amount", "data.object.amount", &ev->amount,
+				 &ev->has_amount);
+	sp_event_ref(d, o, "payment_intent", "data.object.payment_intent",
+				 ev->payment_intent, sizeof(ev->payment_intent));
+	sp_event_ref(d, o, "charge", "data.object.charge", ev->charge,
+				 sizeof(ev->charge));
+	sp_event_string(d, o, "reason", "data.object.reason", ev->reason,
+					sizeof(ev->reason));
+	sp_event_string(d, o, "failure_reason", "data.object.failure_reason",
+					ev->failure_reason, sizeof(ev->failure_reason));
+}
+
+static void
+sp_event_subscription(SpEventDecoder *d, struct json_object *o, SpEvent *ev)
+{
+	struct json_object *item;
+
+	sp_event_bool(d, o, "cancel_at_period_end",
+				  "data.object.cancel_at_period_end",
+				  &ev->cancel_at_period_end, &ev->has_cancel_at_period_end);
+	sp_event_int(d, o, "canceled_at", "data.object.canceled_at",
+				 &ev->canceled_at, &ev->has_canceled_at);
+
+	/* before 2025-03-31 the period is on the subscription itself */
+	sp_event_int(d, o, "current_period_start",
+				 "data.object.current_period_start",
+				 &ev->period_start, &ev->has_period_start);
+	sp_event_int(d, o, "current_period_end", "data.object.current_period_end",
+				 &ev->period_end, &ev->has_period_end);
+
+	item = sp_event_element(d, sp_event_list(d, o, "items", "data.object.items"),
+							0, "data.object.items.data[0]");
+	if (item == NULL)
+		return;
+	if (!ev->has_period_start)
+		sp_event_int(d, item, "current_period_start",
+					 "data.object.items.data[0].current_period_start",
+					 &ev->period_start, &ev->has_period_start);
+	if (!ev->has_period_end)
+		sp_event_int(d, item, "current_period_end",
+					 "data.object.items.data[0].current_period_end",
+					 &ev->period_end, &ev->has_period_end);
+	sp_event_ref(d, item, "price", "data.object.items.data[0].price",
+				 ev->price_id, sizeof(ev->price_id));
+	if (ev->price_id[0] == '\0')
+		sp_event_ref(d, item, "plan", "data.object.items.data[0].plan",
+					 ev->price_id, sizeof(ev->price_id));
+}
+
+static void
+sp_event_invoice(SpEventDecoder *d, struct json_object *o, SpEvent *ev)
+{
+	struct json_object *details;
+	struct json_object *payment;
+	struct json_object *line;
+	struct json_object *period;
+
+	sp_event_string(d, o, "billing_reason", "data.object.billing_reason",
+					ev->billing_reason, sizeof(ev->billing_reason));
+	sp_event_int(d, o, "amount_paid", "data.object.amount_paid",
+				 &ev->amount_paid, &ev->has_amount_paid);
+	sp_event_int(d, o, "amount_due", "data.object.amount_due",
+				 &ev->amount_due, &ev->has_amount_due);
+
+	/* before 2025-03-31: top level subscription, subscription_details */
+	sp_event_ref(d, o, "subscription", "data.object.subscription",
+				 ev->subscription, sizeof(ev->subscription));
+	sp_event_ref(d, o, "payment_intent", "data.object.payment_intent",
+				 ev->payment_intent, sizeof(ev->payment_intent));
+	sp_event_ref(d, o, "charge", "data.object.charge", ev->charge,
+				 sizeof(ev->charge));
+	details = sp_event_object(d, o, "subscription_details",
+							  "data.object.subscription_details");
+	sp_event_metadata(d, details, "data.object.subscription_details.metadata",
+					  "order_id", ev->sub_metadata_order_id,
+					  sizeof(ev->sub_metadata_order_id));
+	sp_event_metadata(d, details, "data.object.subscription_details.metadata",
+					  "stripepay_recurring_payment_id",
+					  ev->sub_metadata_recurring_payment_id,
+					  sizeof(ev->sub_metadata_recurring_payment_id));
+
+	/* from 2025-03-31: parent.subscription_details, payments (expanded) */
+	details = sp_event_object(d, sp_event_object(d, o, "parent",
+												 "data.object.parent"),
+							  "subscription_details",
+							  "data.object.parent.subscription_details");
+	if (ev->subscription[0] == '\0')
+		sp_event_ref(d, details, "subscription",
+					 "data.object.parent.subscription_details.subscription",
+					 ev->subscription, sizeof(ev->subscription));
+	if (ev->sub_metadata_order_id[0] == '\0' &&
+		ev->sub_metadata_recurring_payment_id[0] == '\0')
+	{
+		sp_event_metadata(d, details,
+						  "data.object.parent.subscription_details.metadata",
+						  "order_id", ev->sub_metadata_order_id,
+						  sizeof(ev->sub_metadata_order_id));
+		sp_event_metadata(d, details,
+						  "data.object.parent.subscription_details.metadata",
+						  "stripepay_recurring_payment_id",
+						  ev->sub_metadata_recurring_payment_id,
+						  sizeof(ev->sub_metadata_recurring_payment_id));
+	}
+	payment = sp_event_object(d,
+							  sp_event_element(d,
+											   sp_event_list(d, o, "payments",
+															 "data.object.payments"),
+											   0, "data.object.payments.data[0]"),
+							  "payment", "data.object.payments.data[0].payment");
+	if (ev->payment_intent[0] == '\0')
+		sp_event_ref(d, payment, "payment_intent",
+					 "data.object.payments.data[0].payment.payment_intent",
+					 ev->payment_intent, sizeof(ev->payment_intent));
+	if (ev->charge[0] == '\0')
+		sp_event_ref(d, payment, "charge",
+					 "data.object.payments.data[0].payment.charge",
+					 ev->charge, sizeof(ev->charge));
+
+	/* the service period billed, else the invoice's own period */
+	line = sp_event_element(d, sp_event_list(d, o, "lines", "data.object.lines"),
+							0, "data.object.lines.data[0]");
+	period = sp_event_object(d, line, "period",
+							 "data.object.lines.data[0].period");
+	sp_event_int(d, period, "start", "data.object.lines.data[0].period.start",
+				 &ev->period_start, &ev->has_period_start);
+	sp_event_int(d, period, "end", "data.object.lines.data[0].period.end",
+				 &ev->period_end, &ev->has_period_end);
+	if (!ev->has_period_start)
+		sp_event_int(d, o, "period_start", "data.object.period_start",
+					 &ev->period_start, &ev->has_period_start);
+	if (!ev->has_period_end)
+		sp_event_int(d, o, "period_end", "data.object.period_end",
+					 &ev->period_end, &ev->has_period_end);
+}
+
+/*
+ * The envelope's required members, each with its own result code so the
+ * caller can say exactly what was wrong with a rejected delivery.
+ */
+static void
+sp_event_envelope(SpEventDecoder *d, struct json_object *root, SpEvent *ev,
+				  struct json_object **object)
+{
+	struct json_object *val;
+	struct json_object *data;
+
+	*object = NULL;
+
+	val = sp_event_member(root, "id");
+	if (val == NULL)
+		sp_event_fail(d, SP_EVENT_NO_ID, "id");
+	else if (sp_event_copy(d, val, "id", ev->id, sizeof(ev->id), SP_EVENT_NO_ID) &&
+			 (strncmp(ev->id, "evt_", 4) != 0 || ev->id[4] == '\0'))
+		sp_event_fail(d, SP_EVENT_NO_ID, "id");
+
+	val = sp_event_member(root, "type");
+	if (val == NULL)
+		sp_event_fail(d, SP_EVENT_NO_TYPE, "type");
+	else if (sp_event_copy(d, val, "type", ev->type, sizeof(ev->type),
+						   SP_EVENT_NO_TYPE) && ev->type[0] == '\0')
+		sp_event_fail(d, SP_EVENT_NO_TYPE, "type");
+
+	val = sp_event_member(root, "created");
+	if (val == NULL || !sp_event_intval(val, &ev->created))
+		sp_event_fail(d, SP_EVENT_NO_CREATED, "created");
+
+	val = sp_event_member(root, "livemode");
+	if (val == NULL || !json_object_is_type(val, json_type_boolean))
+		sp_event_fail(d, SP_EVENT_NO_LIVEMODE, "livemode");
+	else
+		ev->livemode = json_object_get_boolean(val) != 0;
+
+	sp_event_string(d, root, "api_version", "api_version", ev->api_version,
+					sizeof(ev->api_version));
+
+	data = sp_event_member(root, "data");
+	if (data == NULL || !json_object_is_type(data, json_type_object))
+	{
+		sp_event_fail(d, SP_EVENT_NO_DATA, "data");
+		return;
+	}
+	val = sp_event_member(data, "object");
+	if (val == NULL || !json_object_is_type(val, json_type_object))
+	{
+		sp_event_fail(d, SP_EVENT_NO_OBJECT, "data.object");
+		return;
+	}
+	*object = val;
+
+	val = sp_event_member(*object, "object");
+	if (val == NULL)
+		sp_event_fail(d, SP_EVENT_NO_OBJECT_TYPE, "data.object.object");
+	else if (sp_event_copy(d, val, "data.object.object", ev->object_type,
+						   sizeof(ev->object_type), SP_EVENT_NO_OBJECT_TYPE) &&
+			 ev->object_type[0] == '\0')
+		sp_event_fail(d, SP_EVENT_NO_OBJECT_TYPE, "data.object.object");
+	sp_event_string(d, *object, "id", "data.object.id", ev->object_id,
+					sizeof(ev->object_id));
+}
+
+SpEventResult
+sp_event_decode(const char *json, size_t len, SpEvent *ev)
+{
+	SpEventDecoder d = {SP_EVENT_OK, ""};
+	struct json_object *root;
+	struct json_object *o;
+	SpEventResult rc;
+
+	if (ev == NULL)
+		return SP_EVENT_NO_MEMORY;
+	memset(ev, 0, sizeof(*ev));
+
+	rc = sp_event_parse(json, len, &root);
+	if (rc != SP_EVENT_OK)
+		return rc;
+	if (!json_object_is_type(root, json_type_object))
+	{
+		json_object_put(root);
+		return SP_EVENT_NOT_OBJECT;
+	}
+
+	sp_event_envelope(&d, root, ev, &o);
+
+	if (d.rc == SP_EVENT_OK)
+	{
+		sp_event_string(&d, o, "status", "data.object.status", ev->status,
+						sizeof(ev->status));
+		sp_event_string(&d, o, "currency", "data.object.currency",
+						ev->currency, sizeof(ev->currency));
+		sp_event_ref(&d, o, "customer", "data.object.customer", ev->customer,
+					 sizeof(ev->customer));
+		sp_event_metadata(&d, o, "data.object.metadata", "order_id",
+						  ev->metadata_order_id, sizeof(ev->metadata_order_id));
+		sp_event_metadata(&d, o, "data.object.metadata", "stripepay_payment_id",
+						  ev->metadata_payment_id,
+						  sizeof(ev->metadata_payment_id));
+		sp_event_metadata(&d, o, "data.object.metadata", "stripepay_refund_id",
+						  ev->metadata_refund_id, sizeof(ev->metadata_refund_id));
+		sp_event_metadata(&d, o, "data.object.metadata",
+						  "stripepay_recurring_payment_id",
+						  ev->metadata_recurring_payment_id,
+						  sizeof(ev->metadata_recurring_payment_id));
+
+		if (strcmp(ev->object_type, "checkout.session") == 0)
+			sp_event_checkout_session(&d, o, ev);
+		else if (strcmp(ev->object_type, "payment_intent") == 0)
+			sp_event_payment_intent(&d, o, ev);
+		else if (strcmp(ev->object_type, "charge") == 0)
+			sp_event_charge(&d, o, ev);
+		else if (strcmp(ev->object_type, "refund") == 0)
+			sp_event_refund(&d, o, ev);
+		else if (strcmp(ev->object_type, "subscription") == 0)
+			sp_event_subscription(&d, o, ev);
+		else if (strcmp(ev->object_type, "invoice") == 0)
+			sp_event_invoice(&d, o, ev);
+	}
+
+	json_object_put(root);
+
+	if (d.rc != SP_EVENT_OK)
+	{
+		memset(ev, 0, sizeof(*ev));
+		snprintf(ev->error_path, sizeof(ev->error_path), "%s", d.path);
+	}
+	return d.rc;
+}
+
+const char *
+sp_event_result_name(SpEventResult r)
+{
+	switch (r)
+	{
+		case SP_EVENT_OK:
+			return "ok";
+		case SP_EVENT_NOT_JSON:
+			return "not_json";
+		case SP_EVENT_NOT_OBJECT:
+			return "not_object";
+		case SP_EVENT_NO_ID:
+			return "no_id";
+		case SP_EVENT_NO_TYPE:
+			return "no_type";
+		case SP_EVENT_NO_CREATED:
+			return "no_created";
+		case SP_EVENT_NO_LIVEMODE:
+			return "no_livemode";
+		case SP_EVENT_NO_DATA:
+			return "no_data";
+		case SP_EVENT_NO_OBJECT:
+			return "no_object";
+		case SP_EVENT_NO_OBJECT_TYPE:
+			return "no_object_type";
+		case SP_EVENT_INVALID_FIELD:
+			return "invalid_field";
+		case SP_EVENT_TOO_LONG:
+			return "too_long";
+		case SP_EVENT_NO_MEMORY:
+			return "no_memory";
+	}
+	return "unknown";
+}
