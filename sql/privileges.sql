@@ -18,7 +18,8 @@ RESET ROLE;
 SET ROLE regress_sp_app;
 SELECT secret_key FROM stripepay.settings;
 SELECT * FROM stripepay.config;
-SELECT stripepay.configure(secret_key => 'sk_test_attackerkey12345');
+-- (a statement refused before stripepay runs is logged by Postgres with its text)
+SELECT stripepay.configure(secret_key => 'sk_test_pwned');
 SELECT order_id, status FROM stripepay.stripe_pay(900, 'usd', 1000);
 SELECT count(*) >= 1 AS can_read_payments FROM stripepay.payment_record;
 -- the state tables are read-only: no forged success

@@ -45,6 +45,17 @@ run_counted() {
 sp_log "unit tests (AddressSanitizer + UBSan)"
 run_counted unit make -s -C "$SP_ROOT/test/unit" check
 
+sp_log "webhook signatures against the official Stripe Node SDK"
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+	run_counted node-signatures make -s -C "$SP_ROOT/test/unit" node-check
+else
+	echo "node and npm (Node.js 20 or later) are needed for the signature cross-check"
+	count node-signatures 0 1
+fi
+
+sp_log "fuzzing (libFuzzer, ${FUZZ_SECONDS:-20} s a target)"
+run_counted fuzz make -s -C "$SP_ROOT/test/fuzz" run FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
+
 sp_log "emulator self-test"
 run_counted emulator python3 "$SP_ROOT/test/emulator/test_emulator.py"
 

@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 
-from harness import (TEST_KEY, SqlError, check, check_eq, emulator, emulator_requests,
+from harness import (EMULATOR, TEST_KEY, SqlError, check, check_eq, emulator, emulator_requests,
                      emulator_reset, expect_error, fault, psql, run, scalar)
 
 API_VERSION = "2026-10-28.endive"
@@ -289,10 +289,10 @@ BEGIN
     END;
   END LOOP;
 END $$;
-CALL pg_temp.fail_many(500, current_setting('stripepay.api_base'));
+CALL pg_temp.fail_many(500, '""" + EMULATOR + """');
 CALL pg_temp.fail_many(500, 'http://127.0.0.1:9');
 INSERT INTO rss VALUES ('warm', pg_temp.rss_kb());
-CALL pg_temp.fail_many(5000, current_setting('stripepay.api_base'));
+CALL pg_temp.fail_many(5000, '""" + EMULATOR + """');
 CALL pg_temp.fail_many(5000, 'http://127.0.0.1:9');
 INSERT INTO rss VALUES ('after', pg_temp.rss_kb());
 SELECT (SELECT kb FROM rss WHERE label = 'warm'), (SELECT kb FROM rss WHERE label = 'after');
