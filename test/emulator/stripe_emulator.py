@@ -1710,6 +1710,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
+        # headers and body go out in separate writes: without TCP_NODELAY,
+        # Nagle holds the body back for the client's delayed ACK (~40 ms)
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.conn_id = next(_conn_counter)
 
     def version_string(self):

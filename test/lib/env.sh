@@ -56,7 +56,7 @@ sp_free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-SP_TMP=""
+SP_TMP=${SP_TMP:-}
 SP_EMULATOR_PID=""
 sp_teardown() {
 	local rc=$?
