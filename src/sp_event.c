@@ -15,6 +15,8 @@
  *-------------------------------------------------------------------------
  */
 #include "sp_event.h"
+#include "sp_json.h"
+#include "sp_jsonc.h"
 
 #include <limits.h>
 #include <stdint.h>
@@ -33,64 +35,6 @@ typedef struct SpEventDecoder
 	SpEventResult rc;
 	const char *path;			/* of the first failure */
 } SpEventDecoder;
-
-/*
- * Parses exactly one JSON value; *out is NULL for a JSON null.  Mirrors
- * sp_json.c's parser, with a deeper nesting limit: refusing a genuine
- * event for its depth would make Stripe retry it until it gives up.
- */
-static SpEventResult
-sp_event_parse(const char *json, size_t len, struct json_object **out)
-{
-	struct json_tokener *tok;
-	struct json_object *obj;
-	enum json_tokener_error jerr;
-	size_t		end;
-	size_t		i;
-
-	*out = NULL;
-	if (json == NULL || len >= (size_t) INT_MAX)
-		return SP_EVENT_NOT_JSON;
-
-	tok = json_tokener_new_ex(SP_EVENT_MAX_DEPTH);
-	if (tok == NULL)
-		return SP_EVENT_NO_MEMORY;
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-
-	obj = json_tokener_parse_ex(tok, json, (int) len);
-	jerr = json_tokener_get_error(tok);
-	if (obj == NULL && jerr == json_tokener_continue)
-	{
-		/* truncated text, or a bare scalar: a NUL ends the input */
-		obj = json_tokener_parse_ex(tok, "", 1);
-		jerr = json_tokener_get_error(tok);
-		end = len;
-	}
-	else
-		end = json_tokener_get_parse_end(tok);
-	json_tokener_free(tok);
-
-	if (jerr != json_tokener_success)
-	{
-		json_object_put(obj);
-		return SP_EVENT_NOT_JSON;
-	}
-
-	/* strict mode refuses trailing text itself, but stops at a NUL byte */
-	for (i = end; i < len; i++)
-	{
-		char		c = json[i];
-
-		if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
-		{
-			json_object_put(obj);
-			return SP_EVENT_NOT_JSON;
-		}
-	}
-
-	*out = obj;
-	return SP_EVENT_OK;
-}
 
 static bool
 sp_event_fail(SpEventDecoder *d, SpEventResult rc, const char *path)
@@ -637,15 +581,24 @@ sp_event_decode(const char *json, size_t len, SpEvent *ev)
 	SpEventDecoder d = {SP_EVENT_OK, ""};
 	struct json_object *root;
 	struct json_object *o;
-	SpEventResult rc;
 
 	if (ev == NULL)
 		return SP_EVENT_NO_MEMORY;
 	memset(ev, 0, sizeof(*ev));
 
-	rc = sp_event_parse(json, len, &root);
-	if (rc != SP_EVENT_OK)
-		return rc;
+	/*
+	 * Deeper than sp_json's limit: refusing a genuine event for its depth
+	 * would make Stripe retry it until it gives up.
+	 */
+	switch (sp_json_parse(json, len, SP_EVENT_MAX_DEPTH, &root))
+	{
+		case SP_JSON_OK:
+			break;
+		case SP_JSON_NO_MEMORY:
+			return SP_EVENT_NO_MEMORY;
+		default:
+			return SP_EVENT_NOT_JSON;
+	}
 	if (!json_object_is_type(root, json_type_object))
 	{
 		json_object_put(root);

@@ -16,6 +16,7 @@
  *-------------------------------------------------------------------------
  */
 #include "sp_json.h"
+#include "sp_jsonc.h"
 
 #include <limits.h>
 #include <stdint.h>
@@ -31,13 +32,8 @@
 /* Object keys longer than this in a path are treated as not found. */
 #define SP_JSON_MAX_SEGMENT 255
 
-/*
- * Parses exactly one JSON value from json[0..len).  On success *out is the
- * value, which is NULL for a JSON null; the caller must json_object_put()
- * it.
- */
-static int
-sp_json_parse(const char *json, size_t len, struct json_object **out)
+int
+sp_json_parse(const char *json, size_t len, int max_depth, struct json_object **out)
 {
 	struct json_tokener *tok;
 	struct json_object *obj;
@@ -49,7 +45,7 @@ sp_json_parse(const char *json, size_t len, struct json_object **out)
 	if (json == NULL || len >= (size_t) INT_MAX)
 		return SP_JSON_INVALID;
 
-	tok = json_tokener_new();	/* JSON_TOKENER_DEFAULT_DEPTH: 32 */
+	tok = json_tokener_new_ex(max_depth);
 	if (tok == NULL)
 		return SP_JSON_NO_MEMORY;
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
@@ -150,7 +146,7 @@ sp_stripe_error_parse(const char *body, size_t len, SpStripeError *err)
 		return false;
 	memset(err, 0, sizeof(*err));
 
-	if (sp_json_parse(body, len, &root) != SP_JSON_OK)
+	if (sp_json_parse(body, len, SP_JSON_MAX_DEPTH, &root) != SP_JSON_OK)
 		return false;
 
 	if (json_object_is_type(root, json_type_object) &&
@@ -388,7 +384,7 @@ sp_json_extract(const char *json, size_t len, const char *const *paths,
 	for (i = 0; i < npaths; i++)
 		values[i] = NULL;
 
-	rc = sp_json_parse(json, len, &root);
+	rc = sp_json_parse(json, len, SP_JSON_MAX_DEPTH, &root);
 	if (rc != SP_JSON_OK)
 		return rc;
 
