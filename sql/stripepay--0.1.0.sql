@@ -60,6 +60,7 @@ CREATE TABLE @extschema@.recurring_payment (
 	cancel_at_period_end boolean NOT NULL DEFAULT false,
 	canceled_at		timestamptz,
 	livemode		boolean,
+	event_created	timestamptz,	/* of the newest event applied */
 	created_by		name NOT NULL,
 	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at		timestamptz NOT NULL DEFAULT pg_catalog.now()
@@ -95,11 +96,14 @@ CREATE TABLE @extschema@.payment_record (
 	livemode		boolean,
 	failure_code	text,
 	failure_message text,
+	event_created	timestamptz,	/* of the newest event applied */
 	created_by		name NOT NULL,
 	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at		timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 CREATE INDEX ON @extschema@.payment_record (order_id);
+CREATE INDEX ON @extschema@.payment_record (charge_id);
+CREATE INDEX ON @extschema@.payment_record (recurring_payment_id);
 
 CREATE TABLE @extschema@.refund (
 	id				bigserial PRIMARY KEY,
@@ -112,6 +116,7 @@ CREATE TABLE @extschema@.refund (
 	stripe_refund_id text UNIQUE,
 	reason			text,
 	failure_reason	text,
+	event_created	timestamptz,	/* of the newest event applied */
 	created_by		name NOT NULL,
 	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at		timestamptz NOT NULL DEFAULT pg_catalog.now()
@@ -192,6 +197,614 @@ AS 'MODULE_PATHNAME', 'stripepay_stripe_pay'
 LANGUAGE C VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
+/* ----------------------------------------------------------------
+ * Webhooks
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Signing secrets, several per endpoint while one is rotated out.  Readable
+ * by the extension owner only, like the API key.
+ */
+CREATE TABLE @extschema@.webhook_secret (
+	id				bigserial PRIMARY KEY,
+	endpoint		text NOT NULL DEFAULT 'default' CHECK (endpoint ~ '^[A-Za-z0-9_.-]{1,64}$'),
+	secret			text NOT NULL,
+	expires_at		timestamptz,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	UNIQUE (endpoint, secret)
+);
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.webhook_secret', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.webhook_secret_id_seq', '');
+
+CREATE VIEW @extschema@.webhook_secrets AS
+SELECT id, endpoint, @extschema@.mask_key(secret) AS secret, expires_at,
+	   expires_at IS NULL OR expires_at > pg_catalog.now() AS live, created_at
+FROM @extschema@.webhook_secret;
+
+CREATE FUNCTION @extschema@.add_webhook_secret(
+	secret text,
+	endpoint text DEFAULT 'default',
+	expires_at timestamptz DEFAULT NULL)
+RETURNS @extschema@.webhook_secrets
+AS 'MODULE_PATHNAME', 'stripepay_add_webhook_secret'
+LANGUAGE C VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+/*
+ * The actionflows.  Each is a table that stripepay appends a row to when its
+ * flow fires, inside the ingest's transaction: attach your logic with
+ * CREATE TRIGGER ... AFTER INSERT ON stripepay.payment_flow ...  A failing
+ * trigger rolls the whole event back, and Stripe delivers it again.
+ */
+CREATE TABLE @extschema@.payment_flow (
+	id				bigserial PRIMARY KEY,
+	event_id		text NOT NULL,
+	event_type		text NOT NULL,
+	order_id		bigint NOT NULL,
+	payment_id		bigint NOT NULL,
+	payment_status	text NOT NULL,
+	already_processed boolean NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+CREATE TABLE @extschema@.refund_flow (
+	id				bigserial PRIMARY KEY,
+	event_id		text NOT NULL,
+	event_type		text NOT NULL,
+	order_id		bigint NOT NULL,
+	payment_id		bigint NOT NULL,
+	refund_id		bigint NOT NULL,
+	refund_status	text NOT NULL,
+	amount			bigint NOT NULL,
+	already_processed boolean NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+CREATE TABLE @extschema@.subscription_flow (
+	id				bigserial PRIMARY KEY,
+	event_id		text NOT NULL,
+	event_type		text NOT NULL,
+	order_id		bigint NOT NULL,
+	recurring_payment_id bigint NOT NULL,
+	status			text NOT NULL,
+	previous_status text,
+	cancel_at_period_end boolean NOT NULL,
+	already_processed boolean NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+/*
+ * A renewal charge.  order_id starts as the subscription's order; a BEFORE
+ * INSERT trigger may create the renewal's own order and set NEW.order_id,
+ * which then becomes the new payment record's order.
+ */
+CREATE TABLE @extschema@.deduction_flow (
+	id				bigserial PRIMARY KEY,
+	event_id		text NOT NULL,
+	event_type		text NOT NULL,
+	recurring_payment_id bigint NOT NULL,
+	subscription_order_id bigint NOT NULL,
+	payment_id		bigint NOT NULL,
+	order_id		bigint NOT NULL,
+	invoice_id		text NOT NULL,
+	currency		text NOT NULL,
+	amount			bigint NOT NULL,
+	already_processed boolean NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.payment_flow', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.payment_flow_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.refund_flow', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.refund_flow_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.subscription_flow', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.subscription_flow_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.deduction_flow', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.deduction_flow_id_seq', '');
+
+/*
+ * Never regress.  Events arrive in any order and `created` has one-second
+ * resolution, so a state moves only forward in its lifecycle: a terminal
+ * state is never left (except for a better terminal one: money that moved
+ * beats an expiry), a terminal state beats any other whatever its time,
+ * and between the others the newer event wins, a tie going to the state
+ * further along.
+ */
+CREATE FUNCTION @extschema@._rank(kind text, status text)
+RETURNS int
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN CASE kind
+	WHEN 'payment' THEN CASE status
+		WHEN 'PENDING' THEN 0 WHEN 'FAILED' THEN 1 WHEN 'CANCELED' THEN 2 WHEN 'SUCCESSFUL' THEN 3 END
+	WHEN 'refund' THEN CASE status
+		WHEN 'PENDING' THEN 0 WHEN 'SUCCEEDED' THEN 1 WHEN 'CANCELED' THEN 2 WHEN 'FAILED' THEN 2 END
+	WHEN 'subscription' THEN CASE status
+		WHEN 'INCOMPLETE' THEN 0 WHEN 'CANCELED' THEN 2 WHEN 'INCOMPLETE_EXPIRED' THEN 2 ELSE 1 END
+END;
+
+CREATE FUNCTION @extschema@._terminal(kind text, status text)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN CASE kind
+	WHEN 'payment' THEN status IN ('SUCCESSFUL', 'CANCELED')
+	WHEN 'refund' THEN status IN ('FAILED', 'CANCELED')
+	WHEN 'subscription' THEN status IN ('CANCELED', 'INCOMPLETE_EXPIRED')
+END;
+
+/* Whether an event of time new_at bringing new_status may replace the state. */
+CREATE FUNCTION @extschema@._advances(kind text, cur_status text, cur_at timestamptz,
+									  new_status text, new_at timestamptz)
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN CASE
+	WHEN new_status IS NULL THEN false
+	WHEN cur_status IS NULL OR cur_at IS NULL THEN true
+	WHEN @extschema@._terminal(kind, cur_status) THEN
+		@extschema@._rank(kind, new_status) > @extschema@._rank(kind, cur_status)
+	WHEN @extschema@._terminal(kind, new_status) THEN true
+	WHEN new_at > cur_at THEN true
+	WHEN new_at = cur_at THEN @extschema@._rank(kind, new_status) >= @extschema@._rank(kind, cur_status)
+	ELSE false
+END;
+
+/* Notifications go out on commit only; stripepay.notify = off skips them. */
+CREATE FUNCTION @extschema@._notify(channel text, payload jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF coalesce(current_setting('stripepay.notify', true), 'on') <> 'off' THEN
+		PERFORM pg_notify(channel, payload::text);
+	END IF;
+END
+$$;
+
+/* A metadata value as a row id, or NULL: metadata is free text. */
+CREATE FUNCTION @extschema@._id(value text)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN CASE WHEN value ~ '^[0-9]{1,18}$' THEN value::bigint END;
+
+CREATE TYPE @extschema@._links AS (
+	order_id bigint, payment_id bigint, refund_id bigint, recurring_payment_id bigint);
+
+/*
+ * One-time payments: Checkout Sessions and PaymentIntents.  The row is
+ * found by Stripe's ids first, then by the id in the metadata (a row whose
+ * Stripe ids are not yet known), and otherwise adopted from the event when
+ * it names an order: a payment whose creating transaction rolled back, or
+ * that was made in the dashboard, is still recorded.
+ */
+CREATE FUNCTION @extschema@._apply_payment(f jsonb, at timestamptz)
+RETURNS @extschema@._links
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t text := f->>'type';
+	is_session boolean := f->>'object_type' = 'checkout.session';
+	sess text := CASE WHEN is_session THEN f->>'object_id' END;
+	pi text := CASE WHEN is_session THEN f->>'payment_intent' ELSE f->>'object_id' END;
+	target text;
+	r stripepay.payment_record;
+	moved boolean;
+	links stripepay._links;
+BEGIN
+	target := CASE t
+		WHEN 'checkout.session.completed' THEN
+			CASE WHEN f->>'payment_status' IN ('paid', 'no_payment_required') THEN 'SUCCESSFUL' ELSE 'PENDING' END
+		WHEN 'checkout.session.async_payment_succeeded' THEN 'SUCCESSFUL'
+		WHEN 'checkout.session.async_payment_failed' THEN 'FAILED'
+		WHEN 'checkout.session.expired' THEN 'CANCELED'
+		WHEN 'payment_intent.succeeded' THEN 'SUCCESSFUL'
+		WHEN 'payment_intent.payment_failed' THEN 'FAILED'
+		WHEN 'payment_intent.canceled' THEN 'CANCELED'
+		WHEN 'payment_intent.processing' THEN 'PENDING'
+	END;
+
+	IF sess IS NOT NULL THEN
+		SELECT * INTO r FROM stripepay.payment_record WHERE checkout_session_id = sess FOR UPDATE;
+	END IF;
+	IF r.id IS NULL AND pi IS NOT NULL THEN
+		SELECT * INTO r FROM stripepay.payment_record WHERE payment_intent_id = pi FOR UPDATE;
+	END IF;
+	IF r.id IS NULL AND stripepay._id(f->>'payment_id') IS NOT NULL THEN
+		SELECT * INTO r FROM stripepay.payment_record
+		 WHERE id = stripepay._id(f->>'payment_id')
+		   AND order_id IS NOT DISTINCT FROM coalesce(stripepay._id(f->>'order_id'), order_id)
+		   AND (sess IS NULL OR checkout_session_id IS NULL OR checkout_session_id = sess)
+		   AND (pi IS NULL OR payment_intent_id IS NULL OR payment_intent_id = pi)
+		FOR UPDATE;
+	END IF;
+	IF r.id IS NULL THEN
+		IF stripepay._id(f->>'order_id') IS NULL OR coalesce(f->>'amount_total', f->>'amount') IS NULL
+		   OR coalesce((f->>'amount_total')::bigint, (f->>'amount')::bigint) <= 0
+		   OR coalesce(f->>'currency', '') !~ '^[a-z]{3}$' THEN
+			links.order_id := stripepay._id(f->>'order_id');
+			RETURN links;		/* recorded, linked by its order if any */
+		END IF;
+		INSERT INTO stripepay.payment_record
+			(order_id, currency, amount, flow, checkout_session_id, payment_intent_id,
+			 livemode, created_by)
+		VALUES (stripepay._id(f->>'order_id'), f->>'currency',
+				coalesce((f->>'amount_total')::bigint, (f->>'amount')::bigint),
+				CASE WHEN is_session THEN 'checkout' ELSE 'payment_intent' END,
+				sess, pi, (f->>'livemode')::boolean, 'stripe')
+		RETURNING * INTO r;
+	END IF;
+
+	moved := stripepay._advances('payment', r.status, r.event_created, target, at);
+	UPDATE stripepay.payment_record SET
+		status = CASE WHEN moved THEN target ELSE status END,
+		event_created = CASE WHEN moved THEN at ELSE event_created END,
+		checkout_session_id = coalesce(checkout_session_id, sess),
+		payment_intent_id = coalesce(payment_intent_id, pi),
+		charge_id = coalesce(f->>'charge', charge_id),
+		livemode = coalesce(livemode, (f->>'livemode')::boolean),
+		failure_code = CASE WHEN moved AND target = 'FAILED'
+			THEN coalesce(f->>'decline_code', f->>'failure_code', 'payment_failed')
+			WHEN moved THEN NULL ELSE failure_code END,
+		failure_message = CASE WHEN moved AND target = 'FAILED' THEN f->>'failure_message'
+			WHEN moved THEN NULL ELSE failure_message END,
+		updated_at = now()
+	 WHERE id = r.id
+	RETURNING * INTO r;
+
+	IF target IN ('SUCCESSFUL', 'FAILED', 'CANCELED') THEN
+		INSERT INTO stripepay.payment_flow
+			(event_id, event_type, order_id, payment_id, payment_status, already_processed)
+		VALUES (f->>'id', t, r.order_id, r.id, r.status, NOT (moved AND r.status = target));
+	END IF;
+	IF moved THEN
+		PERFORM stripepay._notify('stripepay_payment', jsonb_build_object(
+			'event_id', f->>'id', 'payment_id', r.id, 'order_id', r.order_id,
+			'status', r.status, 'amount', r.amount, 'currency', r.currency));
+	END IF;
+
+	links.order_id := r.order_id;
+	links.payment_id := r.id;
+	RETURN links;
+END
+$$;
+
+/* Keeps payment_record.amount_refunded equal to the refunds that count. */
+CREATE FUNCTION @extschema@._sum_refunds(pid bigint)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+	UPDATE stripepay.payment_record p SET
+		amount_refunded = least(p.amount, (SELECT coalesce(sum(r.amount), 0) FROM stripepay.refund r
+			WHERE r.payment_id = p.id AND r.status IN ('PENDING', 'SUCCEEDED'))),
+		updated_at = now()
+	 WHERE p.id = pid;
+END;
+
+/* One refund, from refund.* events or from a charge's embedded list. */
+CREATE FUNCTION @extschema@._apply_one_refund(f jsonb, at timestamptz, rid text,
+											  stripe_status text, ramount bigint)
+RETURNS @extschema@._links
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	target text := CASE stripe_status
+		WHEN 'pending' THEN 'PENDING' WHEN 'requires_action' THEN 'PENDING'
+		WHEN 'succeeded' THEN 'SUCCEEDED' WHEN 'failed' THEN 'FAILED'
+		WHEN 'canceled' THEN 'CANCELED' END;
+	r stripepay.refund;
+	p stripepay.payment_record;
+	moved boolean;
+	prev text;
+	links stripepay._links;
+BEGIN
+	SELECT * INTO r FROM stripepay.refund WHERE stripe_refund_id = rid FOR UPDATE;
+	IF r.id IS NULL AND stripepay._id(f->>'refund_id') IS NOT NULL THEN
+		SELECT * INTO r FROM stripepay.refund
+		 WHERE id = stripepay._id(f->>'refund_id') AND stripe_refund_id IS NULL FOR UPDATE;
+	END IF;
+	IF r.id IS NULL THEN
+		/* a refund made elsewhere (the dashboard): find its payment */
+		SELECT * INTO p FROM stripepay.payment_record
+		 WHERE (f->>'payment_intent' IS NOT NULL AND payment_intent_id = f->>'payment_intent')
+			OR (f->>'charge' IS NOT NULL AND charge_id = f->>'charge')
+		 LIMIT 1;
+		IF p.id IS NULL OR ramount IS NULL OR ramount <= 0 THEN
+			links.order_id := stripepay._id(f->>'order_id');
+			RETURN links;
+		END IF;
+		INSERT INTO stripepay.refund (payment_id, order_id, currency, amount, stripe_refund_id,
+									  reason, created_by)
+		VALUES (p.id, p.order_id, p.currency, ramount, rid, f->>'reason', 'stripe')
+		RETURNING * INTO r;
+	END IF;
+
+	/* the payment first, then the refund: the order stripe_refund() locks in */
+	SELECT * INTO p FROM stripepay.payment_record WHERE id = r.payment_id FOR UPDATE;
+	SELECT * INTO r FROM stripepay.refund WHERE id = r.id FOR UPDATE;
+	prev := r.status;
+	moved := stripepay._advances('refund', r.status, r.event_created, target, at);
+	UPDATE stripepay.refund SET
+		status = CASE WHEN moved THEN target ELSE status END,
+		event_created = CASE WHEN moved THEN at ELSE event_created END,
+		stripe_refund_id = coalesce(stripe_refund_id, rid),
+		failure_reason = CASE WHEN moved AND target = 'FAILED' THEN f->>'failure_reason' ELSE failure_reason END,
+		updated_at = now()
+	 WHERE id = r.id
+	RETURNING * INTO r;
+	PERFORM stripepay._sum_refunds(r.payment_id);
+
+	IF target IN ('SUCCEEDED', 'FAILED', 'CANCELED') THEN
+		INSERT INTO stripepay.refund_flow
+			(event_id, event_type, order_id, payment_id, refund_id, refund_status, amount, already_processed)
+		VALUES (f->>'id', f->>'type', r.order_id, r.payment_id, r.id, r.status, r.amount,
+				NOT (moved AND r.status = target AND prev IS DISTINCT FROM target));
+	END IF;
+	IF moved AND r.status IS DISTINCT FROM prev THEN
+		PERFORM stripepay._notify('stripepay_refund', jsonb_build_object(
+			'event_id', f->>'id', 'refund_id', r.id, 'payment_id', r.payment_id,
+			'order_id', r.order_id, 'status', r.status, 'amount', r.amount));
+	END IF;
+
+	links.order_id := r.order_id;
+	links.payment_id := r.payment_id;
+	links.refund_id := r.id;
+	RETURN links;
+END
+$$;
+
+CREATE FUNCTION @extschema@._apply_refunds(f jsonb, at timestamptz)
+RETURNS @extschema@._links
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	links stripepay._links;
+	one stripepay._links;
+	x jsonb;
+BEGIN
+	IF f->>'object_type' = 'refund' THEN
+		RETURN stripepay._apply_one_refund(f, at, f->>'object_id', f->>'status', (f->>'amount')::bigint);
+	END IF;
+	/* charge.refunded: API versions before 2022-11-15 embed the refunds */
+	FOR x IN SELECT value FROM jsonb_array_elements(coalesce(f->'refunds', '[]')) LOOP
+		one := stripepay._apply_one_refund(f, at, x->>'id', x->>'status', (x->>'amount')::bigint);
+		links := (coalesce(links.order_id, one.order_id), coalesce(links.payment_id, one.payment_id),
+				  coalesce(links.refund_id, one.refund_id), NULL);
+	END LOOP;
+	IF links.payment_id IS NULL THEN
+		SELECT order_id, id INTO links.order_id, links.payment_id FROM stripepay.payment_record
+		 WHERE payment_intent_id = f->>'payment_intent' OR charge_id = f->>'object_id' LIMIT 1;
+	END IF;
+	RETURN links;
+END
+$$;
+
+/* Subscriptions, and the Checkout Sessions that start them. */
+CREATE FUNCTION @extschema@._apply_subscription(f jsonb, at timestamptz)
+RETURNS @extschema@._links
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	t text := f->>'type';
+	is_session boolean := f->>'object_type' = 'checkout.session';
+	sub text := CASE WHEN is_session THEN f->>'subscription' ELSE f->>'object_id' END;
+	target text;
+	r stripepay.recurring_payment;
+	moved boolean;
+	prev text;
+	links stripepay._links;
+BEGIN
+	target := CASE
+		WHEN is_session AND t = 'checkout.session.expired' THEN 'INCOMPLETE_EXPIRED'
+		WHEN is_session THEN NULL
+		ELSE upper(f->>'status') END;
+	IF target IS NOT NULL AND target NOT IN ('INCOMPLETE', 'INCOMPLETE_EXPIRED', 'TRIALING', 'ACTIVE',
+											 'PAST_DUE', 'CANCELED', 'UNPAID', 'PAUSED') THEN
+		target := NULL;			/* a status newer than this version knows */
+	END IF;
+
+	IF sub IS NOT NULL THEN
+		SELECT * INTO r FROM stripepay.recurring_payment WHERE subscription_id = sub FOR UPDATE;
+	END IF;
+	IF r.id IS NULL AND is_session THEN
+		SELECT * INTO r FROM stripepay.recurring_payment WHERE checkout_session_id = f->>'object_id' FOR UPDATE;
+	END IF;
+	IF r.id IS NULL AND stripepay._id(f->>'recurring_payment_id') IS NOT NULL THEN
+		SELECT * INTO r FROM stripepay.recurring_payment
+		 WHERE id = stripepay._id(f->>'recurring_payment_id')
+		   AND (subscription_id IS NULL OR subscription_id = sub) FOR UPDATE;
+	END IF;
+	IF r.id IS NULL THEN
+		IF stripepay._id(f->>'order_id') IS NULL OR f->>'price_id' IS NULL OR is_session THEN
+			links.order_id := stripepay._id(f->>'order_id');
+			RETURN links;
+		END IF;
+		INSERT INTO stripepay.recurring_payment (order_id, price_id, subscription_id, livemode, created_by)
+		VALUES (stripepay._id(f->>'order_id'), f->>'price_id', sub, (f->>'livemode')::boolean, 'stripe')
+		ON CONFLICT (subscription_id) DO NOTHING;
+		SELECT * INTO r FROM stripepay.recurring_payment WHERE subscription_id = sub FOR UPDATE;
+	END IF;
+
+	prev := r.status;
+	moved := stripepay._advances('subscription', r.status, r.event_created, target, at);
+	UPDATE stripepay.recurring_payment SET
+		status = CASE WHEN moved THEN target ELSE status END,
+		event_created = CASE WHEN moved THEN at ELSE event_created END,
+		subscription_id = coalesce(subscription_id, sub),
+		customer_id = coalesce(f->>'customer', customer_id),
+		price_id = CASE WHEN moved THEN coalesce(f->>'price_id', price_id) ELSE price_id END,
+		current_period_start = CASE WHEN moved AND f ? 'period_start'
+			THEN to_timestamp((f->>'period_start')::bigint) ELSE current_period_start END,
+		current_period_end = CASE WHEN moved AND f ? 'period_end'
+			THEN to_timestamp((f->>'period_end')::bigint) ELSE current_period_end END,
+		cancel_at_period_end = CASE WHEN moved AND f ? 'cancel_at_period_end'
+			THEN (f->>'cancel_at_period_end')::boolean ELSE cancel_at_period_end END,
+		canceled_at = CASE WHEN moved AND f ? 'canceled_at'
+			THEN to_timestamp((f->>'canceled_at')::bigint) ELSE canceled_at END,
+		livemode = coalesce(livemode, (f->>'livemode')::boolean),
+		updated_at = now()
+	 WHERE id = r.id
+	RETURNING * INTO r;
+
+	IF target IS NOT NULL THEN
+		INSERT INTO stripepay.subscription_flow
+			(event_id, event_type, order_id, recurring_payment_id, status, previous_status,
+			 cancel_at_period_end, already_processed)
+		VALUES (f->>'id', t, r.order_id, r.id, r.status, prev, r.cancel_at_period_end, NOT moved);
+	END IF;
+	IF moved THEN
+		PERFORM stripepay._notify('stripepay_recurring_payment', jsonb_build_object(
+			'event_id', f->>'id', 'recurring_payment_id', r.id, 'order_id', r.order_id,
+			'status', r.status, 'cancel_at_period_end', r.cancel_at_period_end));
+	END IF;
+
+	links.order_id := r.order_id;
+	links.recurring_payment_id := r.id;
+	RETURN links;
+END
+$$;
+
+/*
+ * Invoices.  A paid renewal (billing_reason subscription_cycle) becomes a
+ * new SUCCESSFUL payment record, once per invoice however often Stripe
+ * delivers it, and fires the deduction flow.  The first invoice of a
+ * subscription is not a renewal.
+ */
+CREATE FUNCTION @extschema@._apply_invoice(f jsonb, at timestamptz)
+RETURNS @extschema@._links
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	s stripepay.recurring_payment;
+	p stripepay.payment_record;
+	d stripepay.deduction_flow;
+	links stripepay._links;
+BEGIN
+	SELECT * INTO s FROM stripepay.recurring_payment
+	 WHERE subscription_id = f->>'subscription'
+		OR (subscription_id IS NULL AND id = stripepay._id(f->>'sub_recurring_payment_id'))
+	 LIMIT 1 FOR UPDATE;
+	IF s.id IS NULL THEN
+		links.order_id := stripepay._id(coalesce(f->>'sub_order_id', f->>'order_id'));
+		RETURN links;
+	END IF;
+	links.order_id := s.order_id;
+	links.recurring_payment_id := s.id;
+
+	IF f->>'type' <> 'invoice.paid' OR f->>'billing_reason' IS DISTINCT FROM 'subscription_cycle'
+	   OR coalesce((f->>'amount_paid')::bigint, 0) <= 0 THEN
+		RETURN links;
+	END IF;
+
+	INSERT INTO stripepay.payment_record
+		(order_id, kind, recurring_payment_id, status, currency, amount, flow, invoice_id,
+		 payment_intent_id, charge_id, livemode, event_created, created_by)
+	VALUES (s.order_id, 'RENEWAL', s.id, 'SUCCESSFUL', f->>'currency', (f->>'amount_paid')::bigint,
+			'invoice', f->>'object_id', f->>'payment_intent', f->>'charge',
+			(f->>'livemode')::boolean, at, 'stripe')
+	ON CONFLICT (invoice_id) DO NOTHING
+	RETURNING * INTO p;
+	IF p.id IS NULL THEN
+		/* an invoice already turned into a payment: nothing moves twice */
+		SELECT id INTO links.payment_id FROM stripepay.payment_record WHERE invoice_id = f->>'object_id';
+		RETURN links;
+	END IF;
+
+	INSERT INTO stripepay.deduction_flow
+		(event_id, event_type, recurring_payment_id, subscription_order_id, payment_id, order_id,
+		 invoice_id, currency, amount, already_processed)
+	VALUES (f->>'id', f->>'type', s.id, s.order_id, p.id, s.order_id, p.invoice_id, p.currency,
+			p.amount, false)
+	RETURNING * INTO d;
+	IF d.order_id <> p.order_id THEN
+		UPDATE stripepay.payment_record SET order_id = d.order_id WHERE id = p.id;
+	END IF;
+	PERFORM stripepay._notify('stripepay_payment', jsonb_build_object(
+		'event_id', f->>'id', 'payment_id', p.id, 'order_id', d.order_id, 'status', p.status,
+		'amount', p.amount, 'currency', p.currency, 'recurring_payment_id', s.id));
+
+	links.order_id := d.order_id;
+	links.payment_id := p.id;
+	RETURN links;
+END
+$$;
+
+/*
+ * Records one verified, decoded event and applies it, once: the event id's
+ * primary key makes a second (or concurrent) delivery wait for the first and
+ * then find it there.  Returns true when the event was already processed.
+ */
+CREATE FUNCTION @extschema@._ingest(f jsonb, payload text, endpoint text, source text)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	at timestamptz := to_timestamp((f->>'created')::bigint);
+	t text := f->>'type';
+	obj text := f->>'object_type';
+	links stripepay._links;
+BEGIN
+	INSERT INTO stripepay.webhook_event (id, type, api_version, livemode, created, object_id,
+										 endpoint, source, payload)
+	VALUES (f->>'id', t, f->>'api_version', (f->>'livemode')::boolean, at, f->>'object_id',
+			endpoint, source, payload::jsonb)
+	ON CONFLICT (id) DO NOTHING;
+	IF NOT FOUND THEN
+		RETURN true;
+	END IF;
+
+	links := CASE
+		WHEN obj = 'checkout.session' AND f->>'mode' = 'subscription' THEN stripepay._apply_subscription(f, at)
+		WHEN obj = 'checkout.session' AND f->>'mode' = 'setup' THEN NULL
+		WHEN obj IN ('checkout.session', 'payment_intent') THEN stripepay._apply_payment(f, at)
+		WHEN obj = 'refund' OR t = 'charge.refunded' THEN stripepay._apply_refunds(f, at)
+		WHEN obj = 'subscription' THEN stripepay._apply_subscription(f, at)
+		WHEN obj = 'invoice' THEN stripepay._apply_invoice(f, at)
+	END;
+	IF links IS NULL THEN
+		/* an event we do not act on (charge.failed, ...): link what it names */
+		SELECT order_id, id INTO links.order_id, links.payment_id FROM stripepay.payment_record
+		 WHERE payment_intent_id = f->>'payment_intent' OR charge_id = f->>'charge'
+			OR payment_intent_id = f->>'object_id' OR charge_id = f->>'object_id'
+		 LIMIT 1;
+		links.order_id := coalesce(links.order_id, stripepay._id(coalesce(f->>'order_id', f->>'sub_order_id')));
+	END IF;
+
+	IF links.order_id IS NOT NULL OR links.payment_id IS NOT NULL
+	   OR links.refund_id IS NOT NULL OR links.recurring_payment_id IS NOT NULL THEN
+		UPDATE stripepay.webhook_event SET
+			order_id = links.order_id, payment_id = links.payment_id,
+			refund_id = links.refund_id, recurring_payment_id = links.recurring_payment_id
+		 WHERE id = f->>'id';
+	END IF;
+	RETURN false;
+END
+$$;
+
+CREATE FUNCTION @extschema@.stripe_ingest_webhook(payload text, signature text, endpoint text DEFAULT NULL,
+	OUT event_id text, OUT event_type text, OUT already_processed boolean)
+RETURNS record
+AS 'MODULE_PATHNAME', 'stripepay_ingest_webhook_text'
+LANGUAGE C VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION @extschema@.stripe_ingest_webhook(payload bytea, signature text, endpoint text DEFAULT NULL,
+	OUT event_id text, OUT event_type text, OUT already_processed boolean)
+RETURNS record
+AS 'MODULE_PATHNAME', 'stripepay_ingest_webhook_bytea'
+LANGUAGE C VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
 /*
  * Privileges.  Nothing is open to PUBLIC: the admin hands stripepay_user to
  * application roles and stripepay_admin to the people who manage money.
@@ -211,3 +824,14 @@ GRANT SELECT ON @extschema@.payment_record, @extschema@.refund,
 	@extschema@.recurring_payment
 	TO stripepay_user, stripepay_admin;
 GRANT SELECT ON @extschema@.webhook_event TO stripepay_admin;
+
+GRANT SELECT ON @extschema@.webhook_secrets TO stripepay_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.add_webhook_secret(text, text, timestamptz) TO stripepay_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.stripe_ingest_webhook(text, text, text),
+	@extschema@.stripe_ingest_webhook(bytea, text, text)
+	TO stripepay_webhook, stripepay_admin;
+/* the actionflows: admins attach triggers, applications may read */
+GRANT SELECT, TRIGGER ON @extschema@.payment_flow, @extschema@.refund_flow,
+	@extschema@.subscription_flow, @extschema@.deduction_flow TO stripepay_admin;
+GRANT SELECT ON @extschema@.payment_flow, @extschema@.refund_flow,
+	@extschema@.subscription_flow, @extschema@.deduction_flow TO stripepay_user;

@@ -25,6 +25,8 @@ char	   *sp_api_version = NULL;
 int			sp_timeout_ms = 30000;
 int			sp_connect_timeout_ms = 10000;
 int			sp_max_retries = 2;
+int			sp_webhook_tolerance = 300;
+bool		sp_notify = true;
 
 void		_PG_init(void);
 
@@ -140,6 +142,28 @@ _PG_init(void)
 							PGC_USERSET,
 							0,
 							NULL, NULL, NULL);
+
+	/*
+	 * Superuser-only: a wider window lets a captured delivery be replayed
+	 * for longer.
+	 */
+	DefineCustomIntVariable("stripepay.webhook_tolerance",
+							"Largest difference between a webhook's signed timestamp and now.",
+							"Older and further-future signatures are refused.",
+							&sp_webhook_tolerance,
+							300, 0, 365 * 24 * 3600,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("stripepay.notify",
+							 "Sends NOTIFY stripepay_payment, stripepay_refund and stripepay_recurring_payment.",
+							 "Off saves the commit-time serialization NOTIFY costs when no one listens.",
+							 &sp_notify,
+							 true,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("stripepay");
 

@@ -20,6 +20,8 @@ extern char *sp_api_version;
 extern int	sp_timeout_ms;
 extern int	sp_connect_timeout_ms;
 extern int	sp_max_retries;
+extern int	sp_webhook_tolerance;
+extern bool sp_notify;
 
 /*
  * SQLSTATEs of class SP, one per kind of Stripe failure, so that callers can
@@ -34,5 +36,17 @@ extern int	sp_max_retries;
 #define ERRCODE_SP_NETWORK				MAKE_SQLSTATE('S','P','0','0','7')
 #define ERRCODE_SP_NOT_CONFIGURED		MAKE_SQLSTATE('S','P','0','1','0')
 #define ERRCODE_SP_ALREADY_PAID			MAKE_SQLSTATE('S','P','0','1','1')
+
+/* webhooks: each way an incoming event can be refused */
+#define ERRCODE_SP_NO_SIGNATURE			MAKE_SQLSTATE('S','P','0','2','0')
+#define ERRCODE_SP_MALFORMED_SIGNATURE	MAKE_SQLSTATE('S','P','0','2','1')
+#define ERRCODE_SP_NO_V1_SIGNATURE		MAKE_SQLSTATE('S','P','0','2','2')
+#define ERRCODE_SP_STALE_SIGNATURE		MAKE_SQLSTATE('S','P','0','2','3')
+#define ERRCODE_SP_FUTURE_SIGNATURE		MAKE_SQLSTATE('S','P','0','2','4')
+#define ERRCODE_SP_NO_WEBHOOK_SECRET	MAKE_SQLSTATE('S','P','0','2','5')
+#define ERRCODE_SP_BAD_SIGNATURE		MAKE_SQLSTATE('S','P','0','2','6')
+#define ERRCODE_SP_PAYLOAD_NOT_JSON		MAKE_SQLSTATE('S','P','0','2','7')
+#define ERRCODE_SP_NOT_AN_EVENT			MAKE_SQLSTATE('S','P','0','2','8')
+#define ERRCODE_SP_LIVEMODE_MISMATCH	MAKE_SQLSTATE('S','P','0','2','9')
 
 #endif							/* STRIPEPAY_H */

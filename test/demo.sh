@@ -45,6 +45,18 @@ CREATE TABLE orders (
 );
 INSERT INTO orders (item, currency, amount) VALUES ('A year of cheese', 'usd', 1999);
 TABLE orders;
+
+-- the payment actionflow: when Stripe confirms the payment, mark the order
+CREATE FUNCTION mark_order_paid() RETURNS trigger
+LANGUAGE plpgsql SET search_path = public AS $$
+BEGIN
+	IF NOT NEW.already_processed THEN
+		UPDATE orders SET status = lower(NEW.payment_status) WHERE id = NEW.order_id;
+	END IF;
+	RETURN NEW;
+END $$;
+CREATE TRIGGER mark_order_paid AFTER INSERT ON stripepay.payment_flow
+	FOR EACH ROW EXECUTE FUNCTION mark_order_paid();
 SQL
 
 step "2. Keys and brand (the secret key is stored, and shown masked)"
@@ -86,10 +98,44 @@ else
 	echo "  $url"
 fi
 
-step "5. The payment row as the database holds it"
-q <<'SQL'
+if [ -z "$api_base" ]; then
+	step "5. The payment row as the database holds it"
+	q <<'SQL'
 \x on
 SELECT * FROM stripepay.payment_record WHERE order_id = 1;
 SQL
-echo
-echo "Done. (Webhook ingestion, which turns the payment SUCCESSFUL, is not part of this version yet.)"
+	echo
+	echo "Once Stripe's webhook reaches stripe_ingest_webhook() (see the README), the row turns SUCCESSFUL."
+	exit 0
+fi
+
+step "5. Stripe's signed webhook events reach stripe_ingest_webhook()"
+secret=whsec_demo5WbX5kEWLlfzsGNjH64I8lOOqUB6e9Hj
+q -v secret="$secret" <<'SQL'
+SELECT endpoint, secret, live FROM stripepay.add_webhook_secret(:'secret');
+SQL
+# a front end listening for payments
+psql -X -q -c "LISTEN stripepay_payment" -c "SELECT pg_sleep(3)" >"$SP_TMP/listen.out" 2>&1 &
+listener=$!
+sleep 0.5
+python3 - "$SP_EMULATOR_URL" "$secret" <<'PY'
+import hashlib, hmac, json, subprocess, sys, time, urllib.request
+base, secret = sys.argv[1], sys.argv[2]
+events = json.load(urllib.request.urlopen(base + "/_emulator/events", timeout=10))
+for event in events:
+    body = json.dumps(event, indent=2).encode()
+    t = int(time.time())
+    header = f"t={t},v1=" + hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    out = subprocess.run(["psql", "-X", "-A", "-t", "-F", " | ", "-c",
+                          f"SELECT * FROM stripepay.stripe_ingest_webhook('\\x{body.hex()}'::bytea, '{header}')"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    print("  " + out)
+PY
+wait "$listener" || true
+
+step "6. The payment is SUCCESSFUL, the trigger marked the order paid, and the listener heard it"
+q <<'SQL'
+SELECT id, order_id, status, amount, payment_intent_id, charge_id FROM stripepay.payment_record WHERE order_id = 1;
+TABLE orders;
+SQL
+grep 'Asynchronous notification' "$SP_TMP/listen.out" || echo "(no notification arrived)"

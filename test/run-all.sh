@@ -72,6 +72,9 @@ count pg_regress $((total - rfailed)) "$rfailed"
 sp_log "integration tests against the emulator"
 run_counted integration python3 "$SP_ROOT/test/integration/run.py"
 
+sp_log "webhook ingestion"
+run_counted webhooks python3 "$SP_ROOT/test/integration/webhooks.py"
+
 sp_log "backend under valgrind: failing calls leak nothing"
 run_counted valgrind-backend bash "$SP_ROOT/test/integration/valgrind_backend.sh"
 

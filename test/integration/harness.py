@@ -109,3 +109,37 @@ def run(suite, tests):
             traceback.print_exc(file=sys.stdout)
     print(f"{suite}: {passed} passed, {failed} failed", flush=True)
     sys.exit(1 if failed else 0)
+
+
+# --- webhooks -------------------------------------------------------------------
+
+WEBHOOK_SECRET = "whsec_test_5WbX5kEWLlfzsGNjH64I8lOOqUB6e9Hj"
+
+
+def sign(payload, secret=WEBHOOK_SECRET, timestamp=None, extra=""):
+    """A Stripe-Signature header for payload (bytes), as Stripe makes it."""
+    import hashlib
+    import hmac
+    t = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + payload, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}{extra}"
+
+
+def ingest(payload, header, endpoint=None, db="sp_integration"):
+    """Hands payload (bytes) to stripe_ingest_webhook; returns
+    (event_id, event_type, already_processed)."""
+    ep = "NULL" if endpoint is None else "'" + endpoint.replace("'", "''") + "'"
+    sig = "NULL" if header is None else "'" + header.replace("'", "''") + "'"
+    rows = psql(f"SELECT * FROM stripepay.stripe_ingest_webhook('\\x{payload.hex()}'::bytea, {sig}, {ep})", db=db)
+    event_id, event_type, already = rows[0]
+    return event_id, event_type, already == "t"
+
+
+def emulator_events(**query):
+    qs = "&".join(f"{k}={v}" for k, v in query.items())
+    return emulator("GET", "/_emulator/events" + (f"?{qs}" if qs else ""))
+
+
+def event_bytes(event):
+    """An event as Stripe sends it: pretty-printed JSON."""
+    return json.dumps(event, indent=2).encode()

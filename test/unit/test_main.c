@@ -19,5 +19,6 @@ main(void)
 	unit_suite_retry();
 	unit_suite_signature();
 	unit_suite_event();
+	unit_suite_facts();
 	return unit_finish();
 }

@@ -43,6 +43,7 @@ extern void unit_suite_json(void);
 extern void unit_suite_retry(void);
 extern void unit_suite_signature(void);
 extern void unit_suite_event(void);
+extern void unit_suite_facts(void);
 
 #define TEST(name) static void name(void)
 #define RUN(name) unit_run(#name, name)

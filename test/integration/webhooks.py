@@ -1,0 +1,530 @@
+"""Webhook ingestion: signatures, exactly-once, order-proof apply, actionflows
+and NOTIFY, against events the emulator emits and Stripe's own samples."""
+import copy
+import json
+import os
+import random
+import subprocess
+import threading
+import time
+
+from harness import (EMULATOR, WEBHOOK_SECRET, SqlError, check, check_eq, emulator,
+                     emulator_events, emulator_reset, event_bytes, expect_error, ingest,
+                     psql, run, scalar, sign)
+
+DB = "sp_webhooks"
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "events")
+KEY = "sk_test_4eC39HqLyjWDarjtT1zdp7dc"
+
+
+def q(sql):
+    return psql(sql, db=DB)
+
+
+def one(sql):
+    return scalar(sql, db=DB)
+
+
+def deliver(event, secret=WEBHOOK_SECRET, endpoint=None):
+    body = event_bytes(event) if isinstance(event, dict) else event
+    return ingest(body, sign(body, secret), endpoint=endpoint, db=DB)
+
+
+def fixture(name, **changes):
+    """A Stripe sample event with changes: keys are dotted paths."""
+    with open(os.path.join(FIXTURES, name + ".json")) as f:
+        event = json.load(f)
+    for path, value in changes.items():
+        node = event
+        parts = path.split(".")
+        for p in parts[:-1]:
+            node = node[int(p)] if isinstance(node, list) else node[p]
+        node[parts[-1]] = value
+    return event
+
+
+_seq = [0]
+
+
+def uid(prefix):
+    _seq[0] += 1
+    return f"{prefix}_{os.getpid()}x{_seq[0]}"
+
+
+def setup():
+    psql(f"DROP DATABASE IF EXISTS {DB}", db="postgres")
+    psql(f"CREATE DATABASE {DB}", db="postgres")
+    q("CREATE EXTENSION stripepay")
+    q(f"SELECT 1 FROM stripepay.configure(secret_key => '{KEY}', success_url => 'https://shop.example/ok')")
+    q(f"SELECT 1 FROM stripepay.add_webhook_secret('{WEBHOOK_SECRET}')")
+    q("""
+CREATE TABLE orders (id bigint PRIMARY KEY, status text NOT NULL DEFAULT 'new', feature boolean NOT NULL DEFAULT false,
+                     parent bigint);
+-- the README's payment actionflow: mark the order paid
+-- actionflow triggers run inside the ingest, whose search_path is pg_catalog, pg_temp
+CREATE FUNCTION mark_order() RETURNS trigger LANGUAGE plpgsql SET search_path = public AS $$
+BEGIN
+  IF NOT NEW.already_processed THEN
+    UPDATE orders SET status = lower(NEW.payment_status) WHERE id = NEW.order_id;
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER mark_order AFTER INSERT ON stripepay.payment_flow FOR EACH ROW EXECUTE FUNCTION mark_order();
+""")
+
+
+def listen(channel, seconds):
+    """A real LISTEN connection; returns a function that waits for it and
+    returns the payloads it received."""
+    proc = subprocess.Popen(["psql", "-X", "-q", "-d", DB, "-c", f"LISTEN {channel}",
+                             "-c", f"SELECT pg_sleep({seconds})"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(100):
+        if one(f"SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep({seconds})%'") != "0":
+            break
+        time.sleep(0.05)
+
+    def result():
+        out, _ = proc.communicate(timeout=seconds + 30)
+        payloads = []
+        for line in out.splitlines():
+            if line.startswith("Asynchronous notification") and f'"{channel}"' in line:
+                payloads.append(json.loads(line.split(' with payload "', 1)[1].rsplit('" received', 1)[0]))
+        return payloads
+    return result
+
+
+def pay_and_complete(order_id, outcome="paid", amount=1500):
+    emulator_reset()
+    q(f"INSERT INTO orders (id) VALUES ({order_id}) ON CONFLICT DO NOTHING")
+    pid, sess = q(f"SELECT id, checkout_session_id FROM stripepay.stripe_pay({order_id}, 'usd', {amount})")[0]
+    emulator("POST", f"/_emulator/checkout/sessions/{sess}/complete", {"outcome": outcome})
+    return pid, sess, emulator_events()
+
+
+# --- signatures ------------------------------------------------------------------
+
+def test_every_bad_signature_is_refused_and_stores_nothing():
+    body = event_bytes(fixture("payment_intent.succeeded", id="evt_" + uid("sig")))
+    now = int(time.time())
+    before = one("SELECT count(*) FROM stripepay.webhook_event")
+    cases = [
+        (None, "SP020"), ("", "SP020"),
+        ("t=abc,v1=" + "0" * 64, "SP021"), ("v1=" + "0" * 64, "SP021"),
+        (f"t={now},v0=" + "0" * 64, "SP022"),
+        (sign(body, timestamp=now - 301), "SP023"),
+        (sign(body, timestamp=now + 301), "SP024"),
+        (sign(body, secret="whsec_someoneelsessecret00000000"), "SP026"),
+        (sign(body + b" "), "SP026"),                       # payload changed after signing
+        (sign(body).replace("t=", "t=1", 1), "SP026"),       # timestamp changed
+    ]
+    good = sign(body)
+    sig = good.split("v1=")[1]
+    flipped = sig[:-1] + ("0" if sig[-1] != "0" else "1")
+    cases.append((good.replace(sig, flipped), "SP026"))       # one hex digit changed
+    for header, sqlstate in cases:
+        try:
+            ingest(body, header, db=DB)
+            raise AssertionError(f"{header!r} was accepted")
+        except SqlError as e:
+            check_eq(e.sqlstate, sqlstate, f"SQLSTATE for {header!r}")
+    check_eq(one("SELECT count(*) FROM stripepay.webhook_event"), before, "events stored")
+    # unknown schemes are ignored, any matching v1 of several is enough
+    ok = sign(body, extra=",v0=abc,v2=zzz,v1=" + "1" * 64)
+    check_eq(ingest(body, ok, db=DB)[2], False, "already_processed")
+
+
+def test_text_payload_is_accepted_byte_for_byte():
+    e = fixture("payment_intent.succeeded", id="evt_" + uid("text"))
+    e["data"]["object"]["description"] = "Café ☕ — \"quoted\" \\ back\nslash 😀"
+    body = event_bytes(e)
+    text = body.decode().replace("'", "''")
+    rows = q(f"SELECT event_id, already_processed FROM stripepay.stripe_ingest_webhook('{text}', '{sign(body)}')")
+    check_eq(rows, [[e["id"], "f"]], "text variant")
+    check_eq(one(f"SELECT payload->'data'->'object'->>'description' FROM stripepay.webhook_event WHERE id = '{e['id']}'"),
+             e["data"]["object"]["description"], "stored payload")
+    # a signature over other bytes than the text's UTF-8 is refused
+    expect_error(f"SELECT stripepay.stripe_ingest_webhook('{text} ', '{sign(body)}')", "SP026", db=DB)
+
+
+def test_payload_must_be_a_stripe_event():
+    for body, sqlstate in [(b"not json", "SP027"), (b'{"id": "evt_1"', "SP027"),
+                           (b"[]", "SP028"), (b'{"id": "evt_1", "type": "x"}', "SP028"),
+                           (b'{"id": "x", "type": "a.b", "created": 1, "livemode": false, "data": {"object": {"object": "charge"}}}', "SP028")]:
+        try:
+            ingest(body, sign(body), db=DB)
+            raise AssertionError(f"{body!r} was accepted")
+        except SqlError as e:
+            check_eq(e.sqlstate, sqlstate, f"SQLSTATE for {body!r}")
+
+
+def test_livemode_must_match_the_key():
+    e = fixture("payment_intent.succeeded", id="evt_" + uid("live"), livemode=True)
+    try:
+        deliver(e)
+        raise AssertionError("a live event was accepted with a test key")
+    except SqlError as err:
+        check_eq(err.sqlstate, "SP029", "SQLSTATE")
+    check_eq(one(f"SELECT count(*) FROM stripepay.webhook_event WHERE id = '{e['id']}'"), "0", "stored")
+
+
+def test_endpoint_secrets_and_rotation():
+    new = "whsec_rotated0000000000000000000000"
+    old = "whsec_retiring000000000000000000000"
+    q(f"SELECT 1 FROM stripepay.add_webhook_secret('{new}', 'payments')")
+    q(f"SELECT 1 FROM stripepay.add_webhook_secret('{old}', 'payments', now() + interval '1 hour')")
+    e = fixture("payment_intent.succeeded", id="evt_" + uid("rot"))
+    body = event_bytes(e)
+    check_eq(ingest(body, sign(body, old), endpoint="payments", db=DB)[2], False, "old secret, still live")
+    e["id"] = "evt_" + uid("rot")
+    body = event_bytes(e)
+    # during a roll Stripe signs with both
+    both = sign(body, new) + ",v1=" + sign(body, old).split("v1=")[1]
+    check_eq(ingest(body, both, endpoint="payments", db=DB)[2], False, "two v1 signatures")
+    # an endpoint only takes its own secrets; NULL takes any live one
+    expect_error(f"SELECT stripepay.stripe_ingest_webhook('\\x{body.hex()}'::bytea, '{sign(body, new)}', 'refunds')",
+                 "SP025", db=DB)
+    expect_error(f"SELECT stripepay.stripe_ingest_webhook('\\x{body.hex()}'::bytea, '{sign(body)}', 'payments')",
+                 "SP026", db=DB)
+    # the old secret expires
+    q(f"SELECT 1 FROM stripepay.add_webhook_secret('{old}', 'payments', now() - interval '1 second')")
+    e["id"] = "evt_" + uid("rot")
+    body = event_bytes(e)
+    expect_error(f"SELECT stripepay.stripe_ingest_webhook('\\x{body.hex()}'::bytea, '{sign(body, old)}', 'payments')",
+                 "SP026", db=DB)
+    check_eq(q("SELECT endpoint, secret, live FROM stripepay.webhook_secrets WHERE endpoint = 'payments' ORDER BY id"),
+             [["payments", "whsec_…0000", "t"], ["payments", "whsec_…0000", "f"]], "masked secrets")
+    expect_error("SELECT stripepay.add_webhook_secret('sk_test_notawebhooksecret')", "22023", db=DB)
+
+
+# --- the payment loop -------------------------------------------------------------
+
+def test_paid_checkout_turns_successful_fires_the_flow_and_notifies_once():
+    oid = 7001
+    waiter = listen("stripepay_payment", 4)
+    pid, sess, events = pay_and_complete(oid)
+    types = [e["type"] for e in events]
+    check("checkout.session.completed" in types and "payment_intent.succeeded" in types, types)
+    for e in events:
+        check_eq(deliver(e)[2], False, f"already_processed for {e['type']}")
+    row = q(f"SELECT status, payment_intent_id IS NOT NULL, charge_id IS NOT NULL, event_created IS NOT NULL"
+            f"  FROM stripepay.payment_record WHERE id = {pid}")[0]
+    check_eq(row, ["SUCCESSFUL", "t", "t", "t"], "payment row")
+    check_eq(one(f"SELECT status FROM orders WHERE id = {oid}"), "successful", "order marked by the user trigger")
+    flows = q(f"SELECT payment_status, already_processed FROM stripepay.payment_flow WHERE payment_id = {pid} ORDER BY id")
+    check_eq(flows[0], ["SUCCESSFUL", "f"], "first flow")
+    check(all(f == ["SUCCESSFUL", "t"] for f in flows[1:]), f"later flows {flows}")
+    notes = waiter()
+    mine = [n for n in notes if n.get("payment_id") == int(pid)]
+    check_eq(len(mine), 1, f"notifications for the payment: {notes}")
+    check_eq((mine[0]["order_id"], mine[0]["status"]), (oid, "SUCCESSFUL"), "notification")
+    check(len(json.dumps(mine[0])) < 8000 and "sk_" not in json.dumps(mine[0]), "small, secret-free payload")
+    linked = one(f"SELECT count(*) FROM stripepay.webhook_event WHERE payment_id = {pid}")
+    check(int(linked) >= 3, f"events linked to the payment: {linked}")
+
+
+def test_duplicates_report_already_processed_and_change_nothing():
+    pid, sess, events = pay_and_complete(7002)
+    for e in events:
+        deliver(e)
+    snapshot = q("SELECT * FROM stripepay.payment_record ORDER BY id")
+    counts = q("SELECT (SELECT count(*) FROM stripepay.webhook_event), (SELECT count(*) FROM stripepay.payment_flow)")
+    for e in events + events:
+        check_eq(deliver(e)[2], True, "already_processed")
+    check_eq(q("SELECT * FROM stripepay.payment_record ORDER BY id"), snapshot, "payments after duplicates")
+    check_eq(q("SELECT (SELECT count(*) FROM stripepay.webhook_event), (SELECT count(*) FROM stripepay.payment_flow)"),
+             counts, "events and flows after duplicates")
+
+
+def test_concurrent_deliveries_process_once():
+    pid, sess, events = pay_and_complete(7003)
+    e = next(x for x in events if x["type"] == "payment_intent.succeeded")
+    body = event_bytes(e)
+    header = sign(body)
+    results, errors = [], []
+    barrier = threading.Barrier(12)
+
+    def worker():
+        barrier.wait()
+        try:
+            results.append(ingest(body, header, db=DB)[2])
+        except Exception as err:  # reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    check_eq(errors, [], "errors")
+    check_eq(sorted(results), [False] + [True] * 11, "already_processed over 12 concurrent deliveries")
+    check_eq(one(f"SELECT count(*) FROM stripepay.payment_flow WHERE event_id = '{e['id']}'"), "1", "flows")
+
+
+def test_failing_user_trigger_rolls_the_event_back():
+    pid, sess, events = pay_and_complete(7004)
+    q("""CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'warehouse is down'; END $$;
+         CREATE TRIGGER refuse AFTER INSERT ON stripepay.payment_flow FOR EACH ROW EXECUTE FUNCTION refuse();""")
+    try:
+        waiter = listen("stripepay_payment", 2)
+        e = next(x for x in events if x["type"] == "payment_intent.succeeded")
+        try:
+            deliver(e)
+            raise AssertionError("the failing trigger did not fail the ingest")
+        except SqlError as err:
+            check("warehouse is down" in err.message, err.message)
+        check_eq(one(f"SELECT count(*) FROM stripepay.webhook_event WHERE id = '{e['id']}'"), "0", "event kept")
+        check_eq(one(f"SELECT status FROM stripepay.payment_record WHERE id = {pid}"), "PENDING", "status")
+        check_eq([n for n in waiter() if n.get("payment_id") == int(pid)], [], "notifications")
+    finally:
+        q("DROP TRIGGER refuse ON stripepay.payment_flow; DROP FUNCTION refuse()")
+    # Stripe delivers again: now it lands, once
+    check_eq(deliver(e)[2], False, "redelivery processed")
+    check_eq(one(f"SELECT status FROM stripepay.payment_record WHERE id = {pid}"), "SUCCESSFUL", "status")
+
+
+def test_rolled_back_ingest_sends_no_notification():
+    pid, sess, events = pay_and_complete(7005)
+    e = next(x for x in events if x["type"] == "payment_intent.succeeded")
+    body = event_bytes(e)
+    waiter = listen("stripepay_payment", 2)
+    q(f"BEGIN; SELECT stripepay.stripe_ingest_webhook('\\x{body.hex()}'::bytea, '{sign(body)}'); ROLLBACK;")
+    check_eq([n for n in waiter() if n.get("payment_id") == int(pid)], [], "notifications after ROLLBACK")
+    waiter = listen("stripepay_payment", 2)
+    q("SET stripepay.notify = off;" f"SELECT stripepay.stripe_ingest_webhook('\\x{body.hex()}'::bytea, '{sign(body)}')")
+    check_eq([n for n in waiter() if n.get("payment_id") == int(pid)], [], "notifications with stripepay.notify = off")
+    check_eq(one(f"SELECT status FROM stripepay.payment_record WHERE id = {pid}"), "SUCCESSFUL", "applied all the same")
+
+
+def test_failed_then_paid_in_any_order_ends_successful():
+    emulator_reset()
+    oid = 7006
+    q(f"INSERT INTO orders (id) VALUES ({oid})")
+    pid, sess = q(f"SELECT id, checkout_session_id FROM stripepay.stripe_pay({oid}, 'usd', 2500)")[0]
+    emulator("POST", f"/_emulator/checkout/sessions/{sess}/complete", {"outcome": "failed"})
+    emulator("POST", f"/_emulator/checkout/sessions/{sess}/complete", {"outcome": "paid"})
+    events = emulator_events()
+    rng = random.Random(7006)
+    for i in range(25):
+        q(f"DELETE FROM stripepay.webhook_event WHERE payment_id = {pid} OR order_id = {oid};"
+          f"UPDATE stripepay.payment_record SET status = 'PENDING', event_created = NULL WHERE id = {pid}")
+        order = events[:]
+        rng.shuffle(order)
+        for e in order:
+            deliver(e)
+        check_eq(one(f"SELECT status FROM stripepay.payment_record WHERE id = {pid}"), "SUCCESSFUL",
+                 f"final status after order {[x['type'] for x in order]}")
+    return "25 shuffles"
+
+
+def sub_event(sub_id, rp_id, status, created, kind="updated", n=[0], **changes):
+    n[0] += 1
+    e = fixture("customer.subscription.updated", id=f"evt_sub{sub_id}x{n[0]}", type=f"customer.subscription.{kind}",
+                created=created, **{"data.object.id": sub_id, "data.object.status": status,
+                                    "data.object.metadata": {"order_id": "8001", "stripepay_recurring_payment_id": str(rp_id)}})
+    for path, value in changes.items():
+        node = e["data"]["object"]
+        parts = path.split(".")
+        for p in parts[:-1]:
+            node = node[int(p)] if isinstance(node, list) else node[p]
+        node[parts[-1]] = value
+    return e
+
+
+def test_subscription_events_in_any_order_end_in_the_newest_state():
+    sub = "sub_" + uid("order")
+    t = 1_800_000_000
+    seq = [sub_event(sub, 0, "incomplete", t, "created"),
+           sub_event(sub, 0, "active", t),                 # same second: further along wins
+           sub_event(sub, 0, "past_due", t + 60),
+           sub_event(sub, 0, "active", t + 120),
+           sub_event(sub, 0, "canceled", t + 100, "deleted")]   # terminal, though not the newest
+    rng = random.Random(8001)
+    for i in range(30):
+        q(f"DELETE FROM stripepay.subscription_flow WHERE recurring_payment_id IN (SELECT id FROM stripepay.recurring_payment WHERE subscription_id = '{sub}');"
+          f"DELETE FROM stripepay.webhook_event WHERE object_id = '{sub}';"
+          f"DELETE FROM stripepay.recurring_payment WHERE subscription_id = '{sub}'")
+        order = seq[:]
+        rng.shuffle(order)
+        for e in order:
+            deliver(e)
+        check_eq(q(f"SELECT status, order_id FROM stripepay.recurring_payment WHERE subscription_id = '{sub}'"),
+                 [["CANCELED", "8001"]], f"after {[x['data']['object']['status'] for x in order]}")
+    # without the cancel, the newest state wins
+    for i in range(30):
+        q(f"DELETE FROM stripepay.subscription_flow WHERE recurring_payment_id IN (SELECT id FROM stripepay.recurring_payment WHERE subscription_id = '{sub}');"
+          f"DELETE FROM stripepay.webhook_event WHERE object_id = '{sub}';"
+          f"DELETE FROM stripepay.recurring_payment WHERE subscription_id = '{sub}'")
+        order = seq[:4]
+        rng.shuffle(order)
+        for e in order:
+            deliver(e)
+        check_eq(one(f"SELECT status FROM stripepay.recurring_payment WHERE subscription_id = '{sub}'"), "ACTIVE",
+                 f"after {[(x['created'] - t, x['data']['object']['status']) for x in order]}")
+    return "60 shuffles"
+
+
+def test_subscription_period_in_both_api_shapes():
+    new = fixture("customer.subscription.updated", id="evt_" + uid("shape"))
+    old = fixture("customer.subscription.updated.2024-06-20", id="evt_" + uid("shape"))
+    for e in (new, old):
+        sub = "sub_" + uid("shape")
+        e["data"]["object"]["id"] = sub
+        e["data"]["object"]["metadata"] = {"order_id": "8100"}
+        deliver(e)
+        row = q(f"SELECT status, current_period_end IS NOT NULL, price_id LIKE 'price_%', customer_id "
+                f"FROM stripepay.recurring_payment WHERE subscription_id = '{sub}'")
+        check_eq(row, [["ACTIVE", "t", "t", e["data"]["object"]["customer"]]], f"row for {e['api_version']}")
+
+
+def test_renewal_makes_one_payment_and_the_deduction_flow_links_a_new_order():
+    sub = "sub_" + uid("renew")
+    deliver(sub_event(sub, 0, "active", 1_800_000_000, "created"))
+    rp = one(f"SELECT id FROM stripepay.recurring_payment WHERE subscription_id = '{sub}'")
+    q("""CREATE SEQUENCE IF NOT EXISTS renewal_orders START 900000;
+         CREATE OR REPLACE FUNCTION new_renewal_order() RETURNS trigger LANGUAGE plpgsql
+         SET search_path = public AS $$
+         BEGIN
+           INSERT INTO orders (id, parent) VALUES (nextval('renewal_orders'), NEW.subscription_order_id)
+           RETURNING id INTO NEW.order_id;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER new_renewal_order BEFORE INSERT ON stripepay.deduction_flow
+           FOR EACH ROW EXECUTE FUNCTION new_renewal_order();""")
+    try:
+        inv = fixture("invoice.paid", id="evt_" + uid("inv"), **{"data.object.id": "in_" + uid("inv")})
+        inv["data"]["object"]["parent"]["subscription_details"]["subscription"] = sub
+        for _ in range(3):
+            deliver(inv)
+        inv2 = copy.deepcopy(inv)
+        inv2["id"] = "evt_" + uid("inv")              # the same invoice, in another event
+        deliver(inv2)
+        rows = q(f"SELECT kind, status, amount, order_id >= 900000, invoice_id FROM stripepay.payment_record "
+                 f"WHERE recurring_payment_id = {rp}")
+        check_eq(rows, [["RENEWAL", "SUCCESSFUL", "2000", "t", inv["data"]["object"]["id"]]], "renewal payments")
+        check_eq(one(f"SELECT count(*) FROM stripepay.deduction_flow WHERE recurring_payment_id = {rp}"), "1", "flows")
+        check_eq(one(f"SELECT parent FROM orders WHERE id = (SELECT order_id FROM stripepay.payment_record "
+                     f"WHERE recurring_payment_id = {rp})"), "8001", "new order's parent")
+        # the first invoice of a subscription is not a renewal
+        first = fixture("invoice.paid", id="evt_" + uid("inv"), **{"data.object.id": "in_" + uid("inv"),
+                                                                  "data.object.billing_reason": "subscription_create"})
+        first["data"]["object"]["parent"]["subscription_details"]["subscription"] = sub
+        deliver(first)
+        check_eq(one(f"SELECT count(*) FROM stripepay.payment_record WHERE recurring_payment_id = {rp}"), "1", "payments")
+    finally:
+        q("DROP TRIGGER new_renewal_order ON stripepay.deduction_flow")
+
+
+def test_refund_lifecycle_in_any_order_counts_only_what_stands():
+    pid, sess, events = pay_and_complete(7007, amount=3000)
+    for e in events:
+        deliver(e)
+    pi = one(f"SELECT payment_intent_id FROM stripepay.payment_record WHERE id = {pid}")
+    rid = "re_" + uid("ref")
+    t = int(time.time()) - 100
+
+    def refund_event(kind, status, created, n=[0]):
+        n[0] += 1
+        name = "refund.failed" if kind == "failed" else "refund.created"
+        return fixture(name, id=f"evt_{rid}x{n[0]}", type=f"refund.{kind}", created=created,
+                       **{"data.object.id": rid, "data.object.status": status, "data.object.amount": 1000,
+                          "data.object.payment_intent": pi, "data.object.charge": None,
+                          "data.object.metadata": {}})
+
+    seq = [refund_event("created", "pending", t), refund_event("updated", "succeeded", t + 5),
+           refund_event("failed", "failed", t + 60)]
+    rng = random.Random(7007)
+    for i in range(12):
+        q(f"DELETE FROM stripepay.refund_flow WHERE payment_id = {pid}; DELETE FROM stripepay.webhook_event WHERE object_id = '{rid}';"
+          f"DELETE FROM stripepay.refund WHERE payment_id = {pid}; UPDATE stripepay.payment_record SET amount_refunded = 0 WHERE id = {pid}")
+        order = seq[:2]
+        rng.shuffle(order)
+        for e in order:
+            deliver(e)
+        check_eq(q(f"SELECT status, amount, created_by FROM stripepay.refund WHERE stripe_refund_id = '{rid}'"),
+                 [["SUCCEEDED", "1000", "stripe"]], "a dashboard refund is recorded")
+        check_eq(one(f"SELECT amount_refunded FROM stripepay.payment_record WHERE id = {pid}"), "1000", "refunded")
+        deliver(seq[2])
+        check_eq(one(f"SELECT status FROM stripepay.refund WHERE stripe_refund_id = '{rid}'"), "FAILED", "failed later")
+        check_eq(one(f"SELECT amount_refunded FROM stripepay.payment_record WHERE id = {pid}"), "0",
+                 "a failed refund no longer counts")
+        check_eq(one(f"SELECT status FROM stripepay.payment_record WHERE id = {pid}"), "SUCCESSFUL", "payment status")
+    flows = q(f"SELECT refund_status, already_processed FROM stripepay.refund_flow WHERE payment_id = {pid} ORDER BY id")
+    check_eq(flows, [["SUCCEEDED", "f"], ["FAILED", "f"]], "refund flows of the last round")
+
+
+def test_events_we_do_not_act_on_are_recorded_and_linked():
+    pid, sess, events = pay_and_complete(7008)
+    for e in events:
+        deliver(e)
+    pi = one(f"SELECT payment_intent_id FROM stripepay.payment_record WHERE id = {pid}")
+    e = fixture("payment_intent.succeeded", id="evt_" + uid("other"), type="charge.failed")
+    e["data"]["object"] = {"id": "ch_" + uid("x"), "object": "charge", "payment_intent": pi, "status": "failed",
+                           "amount": 1500, "currency": "usd", "metadata": {}}
+    check_eq(deliver(e)[2], False, "already_processed")
+    check_eq(q(f"SELECT type, payment_id, payload->'data'->'object'->>'status' FROM stripepay.webhook_event "
+               f"WHERE id = '{e['id']}'"), [["charge.failed", pid, "failed"]], "recorded event")
+    plan = fixture("plan.created")
+    plan["id"] = "evt_" + uid("plan")
+    plan["livemode"] = False
+    check_eq(deliver(plan)[2], False, "an event of a kind stripepay has no table for")
+
+
+def test_an_unknown_payment_is_adopted_from_its_metadata():
+    e = fixture("payment_intent.succeeded", id="evt_" + uid("adopt"))
+    o = e["data"]["object"]
+    o["id"] = "pi_" + uid("adopt")
+    o["metadata"] = {"order_id": "7999", "stripepay_payment_id": "987654321"}
+    q("INSERT INTO orders (id) VALUES (7999)")
+    deliver(e)
+    check_eq(q(f"SELECT order_id, status, amount, currency, created_by FROM stripepay.payment_record "
+               f"WHERE payment_intent_id = '{o['id']}'"),
+             [["7999", "SUCCESSFUL", str(o["amount"]), o["currency"], "stripe"]], "adopted payment")
+    check_eq(one("SELECT status FROM orders WHERE id = 7999"), "successful", "the flow fired for it")
+    # without an order in the metadata it is still kept, with its payload
+    e2 = fixture("payment_intent.succeeded", id="evt_" + uid("adopt"))
+    e2["data"]["object"]["id"] = "pi_" + uid("adopt")
+    e2["data"]["object"]["metadata"] = {}
+    deliver(e2)
+    check_eq(one(f"SELECT count(*) FROM stripepay.webhook_event WHERE id = '{e2['id']}'"), "1", "kept")
+
+
+def test_only_the_webhook_role_and_admins_may_ingest():
+    q("DROP ROLE IF EXISTS regress_sp_relay; CREATE ROLE regress_sp_relay LOGIN IN ROLE stripepay_webhook;"
+      "DROP ROLE IF EXISTS regress_sp_app; CREATE ROLE regress_sp_app LOGIN IN ROLE stripepay_user")
+    try:
+        e = fixture("payment_intent.succeeded", id="evt_" + uid("role"))
+        body = event_bytes(e)
+        sql = f"SELECT already_processed FROM stripepay.stripe_ingest_webhook('\\x{body.hex()}'::bytea, '{sign(body)}')"
+        expect_error("SET ROLE regress_sp_app;" + sql, "42501", db=DB)
+        check_eq(psql("SET ROLE regress_sp_relay;" + sql, db=DB), [["f"]], "relay role ingests")
+        expect_error("SET ROLE regress_sp_relay; SELECT count(*) FROM stripepay.payment_record", "42501", db=DB)
+        expect_error("SET ROLE regress_sp_relay; SELECT stripepay.stripe_pay(1, 'usd', 1000)", "42501", db=DB)
+        expect_error("SET ROLE regress_sp_app; SELECT * FROM stripepay.webhook_secrets", "42501", db=DB)
+    finally:
+        q("DROP ROLE regress_sp_relay; DROP ROLE regress_sp_app")
+
+
+if __name__ == "__main__":
+    setup()
+    run("webhooks", [
+        test_every_bad_signature_is_refused_and_stores_nothing,
+        test_text_payload_is_accepted_byte_for_byte,
+        test_payload_must_be_a_stripe_event,
+        test_livemode_must_match_the_key,
+        test_endpoint_secrets_and_rotation,
+        test_paid_checkout_turns_successful_fires_the_flow_and_notifies_once,
+        test_duplicates_report_already_processed_and_change_nothing,
+        test_concurrent_deliveries_process_once,
+        test_failing_user_trigger_rolls_the_event_back,
+        test_rolled_back_ingest_sends_no_notification,
+        test_failed_then_paid_in_any_order_ends_successful,
+        test_subscription_events_in_any_order_end_in_the_newest_state,
+        test_subscription_period_in_both_api_shapes,
+        test_renewal_makes_one_payment_and_the_deduction_flow_links_a_new_order,
+        test_refund_lifecycle_in_any_order_counts_only_what_stands,
+        test_events_we_do_not_act_on_are_recorded_and_linked,
+        test_an_unknown_payment_is_adopted_from_its_metadata,
+        test_only_the_webhook_role_and_admins_may_ingest,
+    ])
