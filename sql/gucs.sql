@@ -25,6 +25,11 @@ SET stripepay.api_version = '2020-08-27';
 \echo :LAST_ERROR_SQLSTATE
 ALTER ROLE regress_sp_plain SET stripepay.api_base = 'https://attacker.example';
 \echo :LAST_ERROR_SQLSTATE
+-- nor widen the window for replayed webhooks, nor silence notifications
+SET stripepay.webhook_tolerance = '1d';
+\echo :LAST_ERROR_SQLSTATE
+SET stripepay.notify = off;
+\echo :LAST_ERROR_SQLSTATE
 -- but may tune its own timeouts and retries
 SET stripepay.timeout_ms = '5s';
 SHOW stripepay.timeout_ms;

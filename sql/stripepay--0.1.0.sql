@@ -514,11 +514,15 @@ BEGIN
 		SELECT * INTO p FROM stripepay.payment_record
 		 WHERE (f->>'payment_intent' IS NOT NULL AND payment_intent_id = f->>'payment_intent')
 			OR (f->>'charge' IS NOT NULL AND charge_id = f->>'charge')
-		 LIMIT 1;
+		 LIMIT 1 FOR UPDATE;
 		IF p.id IS NULL OR ramount IS NULL OR ramount <= 0 THEN
 			links.order_id := stripepay._id(f->>'order_id');
 			RETURN links;
 		END IF;
+		/* stripe_refund() may have made it while we waited for the lock */
+		SELECT * INTO r FROM stripepay.refund WHERE stripe_refund_id = rid FOR UPDATE;
+	END IF;
+	IF r.id IS NULL THEN
 		INSERT INTO stripepay.refund (payment_id, order_id, currency, amount, stripe_refund_id,
 									  reason, created_by)
 		VALUES (p.id, p.order_id, p.currency, ramount, rid, f->>'reason', 'stripe')
@@ -805,6 +809,12 @@ AS 'MODULE_PATHNAME', 'stripepay_ingest_webhook_bytea'
 LANGUAGE C VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
+CREATE FUNCTION @extschema@.stripe_refund(payment_id bigint, refund_amount numeric)
+RETURNS @extschema@.refund
+AS 'MODULE_PATHNAME', 'stripepay_stripe_refund'
+LANGUAGE C VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
 /*
  * Privileges.  Nothing is open to PUBLIC: the admin hands stripepay_user to
  * application roles and stripepay_admin to the people who manage money.
@@ -820,6 +830,8 @@ GRANT EXECUTE ON FUNCTION @extschema@.configure(text, text, text, text, text, te
 
 GRANT EXECUTE ON FUNCTION @extschema@.stripe_pay(bigint, text, numeric)
 	TO stripepay_user, stripepay_admin;
+/* refunds are closed by default: admins only */
+GRANT EXECUTE ON FUNCTION @extschema@.stripe_refund(bigint, numeric) TO stripepay_admin;
 GRANT SELECT ON @extschema@.payment_record, @extschema@.refund,
 	@extschema@.recurring_payment
 	TO stripepay_user, stripepay_admin;

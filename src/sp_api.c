@@ -26,6 +26,7 @@
 
 PG_FUNCTION_INFO_V1(stripepay_configure);
 PG_FUNCTION_INFO_V1(stripepay_stripe_pay);
+PG_FUNCTION_INFO_V1(stripepay_stripe_refund);
 
 #define SP_MAX_URL_LEN 2048
 
@@ -305,9 +306,12 @@ sp_check_currency(const char *code)
 	return currency;
 }
 
-/* amount in the smallest unit, checked against Stripe's rules */
+/*
+ * An amount in the smallest unit, checked against Stripe's rules; Stripe's
+ * minimum applies to charges, not to refunds.
+ */
 static int64
-sp_check_amount(const SpCurrency *currency, Numeric amount)
+sp_check_amount(const SpCurrency *currency, Numeric amount, bool is_charge)
 {
 	char	   *text = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(amount)));
 	long long	units = 0;
@@ -353,6 +357,8 @@ sp_check_amount(const SpCurrency *currency, Numeric amount)
 		case SP_MONEY_OK:
 			break;
 		case SP_MONEY_BELOW_MINIMUM:
+			if (!is_charge && units > 0)
+				break;
 			sp_money_format(currency, currency->minimum, limit, sizeof(limit));
 			ereport(ERROR,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
@@ -468,7 +474,7 @@ stripepay_stripe_pay(PG_FUNCTION_ARGS)
 	order_id = PG_GETARG_INT64(0);
 	currency_code = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	currency = sp_check_currency(currency_code);
-	amount = sp_check_amount(currency, PG_GETARG_NUMERIC(2));
+	amount = sp_check_amount(currency, PG_GETARG_NUMERIC(2), true);
 
 	SPI_connect();
 	sp_settings_load(&settings);
@@ -527,7 +533,7 @@ stripepay_stripe_pay(PG_FUNCTION_ARGS)
 	form = checkout
 		? sp_checkout_form(&settings, order_id, payment_id, currency, amount)
 		: sp_payment_intent_form(&settings, order_id, payment_id, currency, amount);
-	key = sp_idempotency_key("pay", payment_id);
+	key = sp_idempotency_key("pay", psprintf(INT64_FORMAT, payment_id));
 	sp_stripe_call("POST", checkout ? "/v1/checkout/sessions" : "/v1/payment_intents",
 				   form, settings.secret_key, key, &resp);
 
@@ -573,6 +579,214 @@ stripepay_stripe_pay(PG_FUNCTION_ARGS)
 				" WHERE id = $1 RETURNING *",
 				7, argtypes, values, nulls, SPI_OK_UPDATE_RETURNING);
 
+	result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}
+
+/* ----------------------------------------------------------------
+ * stripe_refund
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * When a refund's transaction rolled back after Stripe made the refund, a
+ * retry sends the same Idempotency-Key with another refund id in the
+ * metadata, and Stripe refuses it.  The refund is then found among the
+ * payment's refunds by the key we put in its metadata.
+ */
+static bool
+sp_find_refund_by_key(const char *api_key, const char *payment_intent, const char *key,
+					  const char **refund_id)
+{
+	char	   *path = psprintf("/v1/refunds?payment_intent=%s&limit=100", payment_intent);
+	SpHttpResponse resp;
+	int			i;
+
+	sp_stripe_call("GET", path, NULL, api_key, NULL, &resp);
+	for (i = 0; i < 100; i++)
+	{
+		char		p_key[64];
+		char		p_id[64];
+		const char *paths[2];
+		const char *v[2];
+
+		snprintf(p_key, sizeof(p_key), "data.%d.metadata.stripepay_refund_key", i);
+		snprintf(p_id, sizeof(p_id), "data.%d.id", i);
+		paths[0] = p_key;
+		paths[1] = p_id;
+		sp_stripe_fields(resp.body, resp.body_len, "refund list", paths, 2, v);
+		if (v[1] == NULL)
+			break;
+		if (v[0] != NULL && strcmp(v[0], key) == 0)
+		{
+			*refund_id = pstrdup(v[1]);
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * stripe_refund(payment_id bigint, refund_amount numeric)
+ *
+ * Refunds a SUCCESSFUL payment in whole or in part, never beyond what is
+ * left: the check and the insert happen under the payment's row lock.  The
+ * Idempotency-Key names the payment, what was refunded before and the
+ * amount, so a retry after a rollback cannot refund twice.  The refund row
+ * stays PENDING until Stripe's webhook confirms it.
+ */
+Datum
+stripepay_stripe_refund(PG_FUNCTION_ARGS)
+{
+	int64		payment_id;
+	SpSettings	settings;
+	const SpCurrency *currency;
+	int64		amount;
+	int64		paid;
+	int64		counted;
+	int64		order_id;
+	char	   *payment_intent;
+	char	   *charge;
+	char	   *key;
+	char	   *key_body;
+	SpForm	   *form;
+	SpHttpResponse resp;
+	const char *stripe_refund_id = NULL;
+	int64		refund_id;
+	Oid			argtypes[5];
+	Datum		values[5];
+	char		shown[64];
+	char		left[64];
+	Datum		result;
+
+	sp_require_arg(fcinfo, 0, "payment_id");
+	sp_require_arg(fcinfo, 1, "refund_amount");
+	payment_id = PG_GETARG_INT64(0);
+
+	SPI_connect();
+	sp_settings_load(&settings);
+
+	argtypes[0] = INT8OID;
+	values[0] = Int64GetDatum(payment_id);
+	/* the lock that makes concurrent refunds of one payment take turns */
+	if (sp_exec("SELECT status, currency, amount, order_id, payment_intent_id, charge_id,"
+				"       (SELECT coalesce(sum(r.amount), 0) FROM stripepay.refund r"
+				"         WHERE r.payment_id = p.id AND r.status NOT IN ('FAILED', 'CANCELED'))"
+				"  FROM stripepay.payment_record p WHERE id = $1 FOR UPDATE",
+				1, argtypes, values, NULL, SPI_OK_SELECT) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_SP_NO_SUCH_PAYMENT),
+				 errmsg("payment " INT64_FORMAT " does not exist", payment_id)));
+	if (strcmp(sp_result_text(0, 1), "SUCCESSFUL") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_SP_NOT_REFUNDABLE),
+				 errmsg("payment " INT64_FORMAT " cannot be refunded", payment_id),
+				 errdetail("Its status is %s; only a SUCCESSFUL payment can be refunded.",
+						   sp_result_text(0, 1))));
+	currency = sp_currency_find(sp_result_text(0, 2));
+	if (currency == NULL)
+		elog(ERROR, "stripepay: payment " INT64_FORMAT " has an unknown currency", payment_id);
+	paid = pg_strtoint64(sp_result_text(0, 3));
+	order_id = pg_strtoint64(sp_result_text(0, 4));
+	payment_intent = sp_result_text(0, 5);
+	charge = sp_result_text(0, 6);
+	counted = pg_strtoint64(sp_result_text(0, 7));
+
+	amount = sp_check_amount(currency, PG_GETARG_NUMERIC(1), false);
+	if (amount > paid - counted)
+	{
+		sp_money_format(currency, amount, shown, sizeof(shown));
+		sp_money_format(currency, paid - counted, left, sizeof(left));
+		ereport(ERROR,
+				(errcode(ERRCODE_SP_REFUND_TOO_LARGE),
+				 errmsg("refund of %s exceeds what is left to refund", shown),
+				 errdetail("Payment " INT64_FORMAT " has %s left to refund (" INT64_FORMAT " of " INT64_FORMAT
+						   " is refunded or being refunded).", payment_id, left, counted, paid)));
+	}
+	if (payment_intent == NULL && charge == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_SP_NOT_REFUNDABLE),
+				 errmsg("payment " INT64_FORMAT " cannot be refunded yet", payment_id),
+				 errdetail("Stripe has not yet told stripepay which PaymentIntent or charge paid it."),
+				 errhint("Wait for the payment's webhook events.")));
+
+	argtypes[0] = INT8OID;
+	values[0] = Int64GetDatum(payment_id);
+	argtypes[1] = INT8OID;
+	values[1] = Int64GetDatum(order_id);
+	argtypes[2] = TEXTOID;
+	values[2] = CStringGetTextDatum(currency->code);
+	argtypes[3] = INT8OID;
+	values[3] = Int64GetDatum(amount);
+	argtypes[4] = NAMEOID;
+	values[4] = CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false));
+	sp_exec("INSERT INTO stripepay.refund (payment_id, order_id, currency, amount, created_by)"
+			" VALUES ($1, $2, $3, $4, $5) RETURNING id",
+			5, argtypes, values, NULL, SPI_OK_INSERT_RETURNING);
+	refund_id = pg_strtoint64(sp_result_text(0, 1));
+
+	/* the logical operation: this payment, after `counted`, refunds `amount` */
+	key_body = psprintf(INT64_FORMAT "-" INT64_FORMAT "-" INT64_FORMAT, payment_id, counted, amount);
+	key = sp_idempotency_key("refund", key_body);
+
+	form = sp_form_create();
+	if (payment_intent)
+		sp_form_add(form, "payment_intent", payment_intent);
+	else
+		sp_form_add(form, "charge", charge);
+	sp_form_add_int(form, "amount", amount);
+	sp_form_add_int(form, "metadata[order_id]", order_id);
+	sp_form_add_int(form, "metadata[stripepay_payment_id]", payment_id);
+	sp_form_add_int(form, "metadata[stripepay_refund_id]", refund_id);
+	sp_form_add(form, "metadata[stripepay_refund_key]", key_body);
+
+	if (!sp_stripe_send("POST", "/v1/refunds", form, settings.secret_key, key, &resp))
+	{
+		if (!sp_stripe_is_idempotency_error(&resp) || payment_intent == NULL)
+			sp_stripe_raise_error("POST", "/v1/refunds", &resp);
+		resp.body = NULL;
+	}
+
+	if (resp.body == NULL)
+	{
+		/* made before, by a transaction that rolled back: adopt it */
+		if (!sp_find_refund_by_key(settings.secret_key, payment_intent, key_body, &stripe_refund_id))
+			ereport(ERROR,
+					(errcode(ERRCODE_SP_IDEMPOTENCY),
+					 errmsg("idempotency key was refused by Stripe"),
+					 errdetail("No refund of payment " INT64_FORMAT " carries the key %s.", payment_id, key_body)));
+	}
+	else
+	{
+		const char *paths[1] = {"id"};
+		const char *v[1];
+
+		sp_stripe_fields(resp.body, resp.body_len, "Refund", paths, 1, v);
+		stripe_refund_id = v[0];
+	}
+	if (stripe_refund_id == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_SP_API_ERROR),
+				 errmsg("unexpected response from Stripe"),
+				 errdetail("The Refund has no id.")));
+
+	argtypes[0] = INT8OID;
+	values[0] = Int64GetDatum(refund_id);
+	argtypes[1] = TEXTOID;
+	values[1] = CStringGetTextDatum(stripe_refund_id);
+	argtypes[2] = INT8OID;
+	values[2] = Int64GetDatum(payment_id);
+	/* an event of this refund may have arrived first and made its own row */
+	sp_exec("WITH early AS (DELETE FROM stripepay.refund WHERE stripe_refund_id = $2 AND id <> $1"
+			"               RETURNING status, event_created)"
+			" UPDATE stripepay.refund SET stripe_refund_id = $2,"
+			"        status = coalesce((SELECT status FROM early), status),"
+			"        event_created = (SELECT event_created FROM early), updated_at = now()"
+			"  WHERE id = $1",
+			2, argtypes, values, NULL, SPI_OK_UPDATE);
+	sp_exec("SELECT stripepay._sum_refunds($3)", 3, argtypes, values, NULL, SPI_OK_SELECT);
+	sp_exec("SELECT * FROM stripepay.refund WHERE id = $1", 1, argtypes, values, NULL, SPI_OK_SELECT);
 	result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
 	SPI_finish();
 	PG_RETURN_DATUM(result);

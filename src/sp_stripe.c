@@ -16,10 +16,10 @@
 #include "stripepay.h"
 
 char *
-sp_idempotency_key(const char *operation, int64 id)
+sp_idempotency_key(const char *operation, const char *what)
 {
-	return psprintf("stripepay-" UINT64_FORMAT "-%u-%s-" INT64_FORMAT,
-					GetSystemIdentifier(), MyDatabaseId, operation, id);
+	return psprintf("stripepay-" UINT64_FORMAT "-%u-%s-%s",
+					GetSystemIdentifier(), MyDatabaseId, operation, what);
 }
 
 /* One SQLSTATE per kind of failure, after Stripe's error types. */
@@ -49,7 +49,7 @@ sp_error_summary(int sqlstate)
 		case ERRCODE_SP_CARD_ERROR:
 			return "card was declined by Stripe";
 		case ERRCODE_SP_IDEMPOTENCY:
-			return "Stripe refused a reused idempotency key";
+			return "idempotency key was refused by Stripe";
 		case ERRCODE_SP_AUTHENTICATION:
 			return "authentication with Stripe failed";
 		case ERRCODE_SP_RATE_LIMIT:
@@ -80,8 +80,8 @@ sp_error_fields(const SpStripeError *err, long status)
 	return buf.data;
 }
 
-static void
-sp_raise_stripe_error(const char *method, const char *path, const SpHttpResponse *resp)
+void
+sp_stripe_raise_error(const char *method, const char *path, const SpHttpResponse *resp)
 {
 	SpStripeError err;
 	int			sqlstate;
@@ -106,8 +106,27 @@ sp_raise_stripe_error(const char *method, const char *path, const SpHttpResponse
 			 errcontext("Stripe request %s %s, Request-Id %s", method, path, request_id)));
 }
 
+bool
+sp_stripe_is_idempotency_error(const SpHttpResponse *resp)
+{
+	SpStripeError err;
+
+	return sp_stripe_error_parse(resp->body, resp->body_len, &err) &&
+		strcmp(err.type, "idempotency_error") == 0;
+}
+
 char *
 sp_stripe_call(const char *method, const char *path, const SpForm *form,
+			   const char *api_key, const char *idempotency_key,
+			   SpHttpResponse *resp)
+{
+	if (!sp_stripe_send(method, path, form, api_key, idempotency_key, resp))
+		sp_stripe_raise_error(method, path, resp);
+	return resp->body;
+}
+
+bool
+sp_stripe_send(const char *method, const char *path, const SpForm *form,
 			   const char *api_key, const char *idempotency_key,
 			   SpHttpResponse *resp)
 {
@@ -129,10 +148,7 @@ sp_stripe_call(const char *method, const char *path, const SpForm *form,
 
 	memset(resp, 0, sizeof(*resp));
 	sp_http_request(&req, resp);
-
-	if (resp->status < 200 || resp->status > 299)
-		sp_raise_stripe_error(method, path, resp);
-	return resp->body;
+	return resp->status >= 200 && resp->status <= 299;
 }
 
 void

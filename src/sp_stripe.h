@@ -22,11 +22,27 @@ extern char *sp_stripe_call(const char *method, const char *path, const SpForm *
 							SpHttpResponse *resp);
 
 /*
- * An Idempotency-Key for one logical operation on one of our rows.  It names
- * the cluster and database, so two databases sharing a Stripe account (or a
- * restored copy of one) never collide on "pay 1".
+ * Like sp_stripe_call, but a Stripe error (non-2xx) is returned, not
+ * raised: true for 2xx.  Network failures still raise.
  */
-extern char *sp_idempotency_key(const char *operation, int64 id);
+extern bool sp_stripe_send(const char *method, const char *path, const SpForm *form,
+						   const char *api_key, const char *idempotency_key,
+						   SpHttpResponse *resp);
+
+/* Raises the ERROR for a non-2xx response. */
+extern void sp_stripe_raise_error(const char *method, const char *path,
+								  const SpHttpResponse *resp) pg_attribute_noreturn();
+
+/* Whether a non-2xx response is Stripe's idempotency_error. */
+extern bool sp_stripe_is_idempotency_error(const SpHttpResponse *resp);
+
+/*
+ * An Idempotency-Key for one logical operation, named by `what` (a row id,
+ * or what makes the operation itself).  It names the cluster and database,
+ * so two databases sharing a Stripe account (or a restored copy of one)
+ * never collide on "pay 1".
+ */
+extern char *sp_idempotency_key(const char *operation, const char *what);
 
 /* Reads scalar fields of a 2xx JSON body; ERROR if it is not JSON. */
 extern void sp_stripe_fields(const char *body, size_t len, const char *what,

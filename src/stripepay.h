@@ -36,6 +36,9 @@ extern bool sp_notify;
 #define ERRCODE_SP_NETWORK				MAKE_SQLSTATE('S','P','0','0','7')
 #define ERRCODE_SP_NOT_CONFIGURED		MAKE_SQLSTATE('S','P','0','1','0')
 #define ERRCODE_SP_ALREADY_PAID			MAKE_SQLSTATE('S','P','0','1','1')
+#define ERRCODE_SP_NO_SUCH_PAYMENT		MAKE_SQLSTATE('S','P','0','1','2')
+#define ERRCODE_SP_NOT_REFUNDABLE		MAKE_SQLSTATE('S','P','0','1','3')
+#define ERRCODE_SP_REFUND_TOO_LARGE		MAKE_SQLSTATE('S','P','0','1','4')
 
 /* webhooks: each way an incoming event can be refused */
 #define ERRCODE_SP_NO_SIGNATURE			MAKE_SQLSTATE('S','P','0','2','0')

@@ -1,0 +1,44 @@
+-- The permission model as a matrix, from the catalogs: roles x functions and tables
+DROP ROLE IF EXISTS regress_sp_plain;
+CREATE ROLE regress_sp_plain;
+
+SELECT p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')' AS function,
+	   has_function_privilege('stripepay_admin', p.oid, 'EXECUTE') AS admin,
+	   has_function_privilege('stripepay_user', p.oid, 'EXECUTE') AS "user",
+	   has_function_privilege('stripepay_webhook', p.oid, 'EXECUTE') AS webhook,
+	   has_function_privilege('regress_sp_plain', p.oid, 'EXECUTE') AS plain
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname = 'stripepay' AND p.proname !~ '^_'
+ ORDER BY 1;
+
+SELECT c.relname AS relation,
+	   concat_ws(',', CASE WHEN has_table_privilege('stripepay_admin', c.oid, 'SELECT') THEN 'select' END,
+				 CASE WHEN has_table_privilege('stripepay_admin', c.oid, 'INSERT,UPDATE,DELETE,TRUNCATE') THEN 'write' END,
+				 CASE WHEN has_table_privilege('stripepay_admin', c.oid, 'TRIGGER') THEN 'trigger' END) AS admin,
+	   concat_ws(',', CASE WHEN has_table_privilege('stripepay_user', c.oid, 'SELECT') THEN 'select' END,
+				 CASE WHEN has_table_privilege('stripepay_user', c.oid, 'INSERT,UPDATE,DELETE,TRUNCATE') THEN 'write' END,
+				 CASE WHEN has_table_privilege('stripepay_user', c.oid, 'TRIGGER') THEN 'trigger' END) AS "user",
+	   concat_ws(',', CASE WHEN has_table_privilege('stripepay_webhook', c.oid, 'SELECT') THEN 'select' END,
+				 CASE WHEN has_table_privilege('stripepay_webhook', c.oid, 'INSERT,UPDATE,DELETE,TRUNCATE') THEN 'write' END) AS webhook,
+	   concat_ws(',', CASE WHEN has_table_privilege('regress_sp_plain', c.oid, 'SELECT') THEN 'select' END,
+				 CASE WHEN has_table_privilege('regress_sp_plain', c.oid, 'INSERT,UPDATE,DELETE,TRUNCATE') THEN 'write' END) AS plain
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = 'stripepay' AND c.relkind IN ('r', 'v')
+ ORDER BY 1;
+
+-- every SECURITY DEFINER function pins its search_path
+SELECT p.proname, p.proconfig
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname = 'stripepay' AND p.prosecdef
+   AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false);
+
+-- and so does every other function of the extension
+SELECT p.proname
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname = 'stripepay' AND p.proconfig IS NULL;
+
+-- a plain role cannot refund, even an existing payment
+SET ROLE regress_sp_plain;
+SELECT stripepay.stripe_refund(1, 100);
+RESET ROLE;
+DROP ROLE regress_sp_plain;
