@@ -53,6 +53,7 @@ CREATE TABLE @extschema@.recurring_payment (
 						  'PAST_DUE', 'CANCELED', 'UNPAID', 'PAUSED')),
 	checkout_session_id text UNIQUE,
 	checkout_url	text,
+	expires_at		timestamptz,	/* of the Checkout Session */
 	subscription_id text UNIQUE,
 	customer_id		text,
 	current_period_start timestamptz,
@@ -604,6 +605,7 @@ DECLARE
 	r stripepay.recurring_payment;
 	moved boolean;
 	prev text;
+	prev_cape boolean;
 	links stripepay._links;
 BEGIN
 	target := CASE
@@ -638,6 +640,7 @@ BEGIN
 	END IF;
 
 	prev := r.status;
+	prev_cape := r.cancel_at_period_end;
 	moved := stripepay._advances('subscription', r.status, r.event_created, target, at);
 	UPDATE stripepay.recurring_payment SET
 		status = CASE WHEN moved THEN target ELSE status END,
@@ -662,9 +665,10 @@ BEGIN
 		INSERT INTO stripepay.subscription_flow
 			(event_id, event_type, order_id, recurring_payment_id, status, previous_status,
 			 cancel_at_period_end, already_processed)
-		VALUES (f->>'id', t, r.order_id, r.id, r.status, prev, r.cancel_at_period_end, NOT moved);
+		VALUES (f->>'id', t, r.order_id, r.id, r.status, prev, r.cancel_at_period_end,
+				NOT (moved AND (r.status IS DISTINCT FROM prev OR r.cancel_at_period_end <> prev_cape)));
 	END IF;
-	IF moved THEN
+	IF moved AND (r.status IS DISTINCT FROM prev OR r.cancel_at_period_end <> prev_cape) THEN
 		PERFORM stripepay._notify('stripepay_recurring_payment', jsonb_build_object(
 			'event_id', f->>'id', 'recurring_payment_id', r.id, 'order_id', r.order_id,
 			'status', r.status, 'cancel_at_period_end', r.cancel_at_period_end));
@@ -815,6 +819,69 @@ AS 'MODULE_PATHNAME', 'stripepay_stripe_refund'
 LANGUAGE C VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
+CREATE FUNCTION @extschema@.stripe_subscribe(order_id bigint, price_id text)
+RETURNS @extschema@.recurring_payment
+AS 'MODULE_PATHNAME', 'stripepay_stripe_subscribe'
+LANGUAGE C VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION @extschema@.stripe_cancel_subscription(recurring_payment_id bigint,
+													   at_period_end boolean DEFAULT false)
+RETURNS @extschema@.recurring_payment
+AS 'MODULE_PATHNAME', 'stripepay_stripe_cancel_subscription'
+LANGUAGE C VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION @extschema@.stripe_resume_subscription(recurring_payment_id bigint)
+RETURNS @extschema@.recurring_payment
+AS 'MODULE_PATHNAME', 'stripepay_stripe_resume_subscription'
+LANGUAGE C VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+/*
+ * A change made through the API (cancel, resume): the same state rules and
+ * the same subscription flow as a webhook's, so the flow sees it once, first
+ * from here, then with already_processed from Stripe's event.
+ */
+CREATE FUNCTION @extschema@._subscription_changed(rp_id bigint, new_status text,
+	new_cancel_at_period_end boolean, new_canceled_at timestamptz, at timestamptz, cause text)
+RETURNS @extschema@.recurring_payment
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r stripepay.recurring_payment;
+	prev text;
+	prev_cape boolean;
+	moved boolean;
+BEGIN
+	SELECT * INTO r FROM stripepay.recurring_payment WHERE id = rp_id FOR UPDATE;
+	prev := r.status;
+	prev_cape := r.cancel_at_period_end;
+	moved := stripepay._advances('subscription', r.status, r.event_created, new_status, at);
+	IF NOT moved THEN
+		RETURN r;
+	END IF;
+	UPDATE stripepay.recurring_payment SET
+		status = new_status, event_created = at,
+		cancel_at_period_end = coalesce(new_cancel_at_period_end, cancel_at_period_end),
+		canceled_at = coalesce(new_canceled_at, canceled_at), updated_at = now()
+	 WHERE id = rp_id
+	RETURNING * INTO r;
+	IF r.status IS NOT DISTINCT FROM prev AND r.cancel_at_period_end = prev_cape THEN
+		RETURN r;
+	END IF;
+	INSERT INTO stripepay.subscription_flow
+		(event_id, event_type, order_id, recurring_payment_id, status, previous_status,
+		 cancel_at_period_end, already_processed)
+	VALUES (cause, cause, r.order_id, r.id, r.status, prev, r.cancel_at_period_end, false);
+	PERFORM stripepay._notify('stripepay_recurring_payment', jsonb_build_object(
+		'recurring_payment_id', r.id, 'order_id', r.order_id, 'status', r.status,
+		'cancel_at_period_end', r.cancel_at_period_end));
+	RETURN r;
+END
+$$;
+
 /*
  * Privileges.  Nothing is open to PUBLIC: the admin hands stripepay_user to
  * application roles and stripepay_admin to the people who manage money.
@@ -829,6 +896,10 @@ GRANT EXECUTE ON FUNCTION @extschema@.configure(text, text, text, text, text, te
 	TO stripepay_admin;
 
 GRANT EXECUTE ON FUNCTION @extschema@.stripe_pay(bigint, text, numeric)
+	TO stripepay_user, stripepay_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.stripe_subscribe(bigint, text),
+	@extschema@.stripe_cancel_subscription(bigint, boolean),
+	@extschema@.stripe_resume_subscription(bigint)
 	TO stripepay_user, stripepay_admin;
 /* refunds are closed by default: admins only */
 GRANT EXECUTE ON FUNCTION @extschema@.stripe_refund(bigint, numeric) TO stripepay_admin;

@@ -18,6 +18,7 @@
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 
+#include "sp_api.h"
 #include "sp_form.h"
 #include "sp_money.h"
 #include "sp_store.h"
@@ -46,7 +47,7 @@ sp_owned_form_release(void *arg)
 	sp_form_free(&((SpOwnedForm *) arg)->form);
 }
 
-static SpForm *
+SpForm *
 sp_form_create(void)
 {
 	SpOwnedForm *owned = palloc0(sizeof(SpOwnedForm));
@@ -58,7 +59,7 @@ sp_form_create(void)
 	return &owned->form;
 }
 
-static void
+void
 sp_require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
 {
 	if (PG_ARGISNULL(argno))

@@ -39,6 +39,9 @@ extern bool sp_notify;
 #define ERRCODE_SP_NO_SUCH_PAYMENT		MAKE_SQLSTATE('S','P','0','1','2')
 #define ERRCODE_SP_NOT_REFUNDABLE		MAKE_SQLSTATE('S','P','0','1','3')
 #define ERRCODE_SP_REFUND_TOO_LARGE		MAKE_SQLSTATE('S','P','0','1','4')
+#define ERRCODE_SP_ALREADY_SUBSCRIBED	MAKE_SQLSTATE('S','P','0','1','5')
+#define ERRCODE_SP_NO_SUCH_SUBSCRIPTION	MAKE_SQLSTATE('S','P','0','1','6')
+#define ERRCODE_SP_NOT_RESUMABLE		MAKE_SQLSTATE('S','P','0','1','7')
 
 /* webhooks: each way an incoming event can be refused */
 #define ERRCODE_SP_NO_SIGNATURE			MAKE_SQLSTATE('S','P','0','2','0')

@@ -1,0 +1,23 @@
+/*-------------------------------------------------------------------------
+ *
+ * sp_api.h
+ *		Helpers shared by the SQL-callable entry points.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SP_API_H
+#define SP_API_H
+
+#include "postgres.h"
+
+#include "fmgr.h"
+
+#include "sp_form.h"
+
+/* A form freed with the current memory context, ERROR or not. */
+extern SpForm *sp_form_create(void);
+
+/* ERROR (22004) when argument argno is NULL. */
+extern void sp_require_arg(FunctionCallInfo fcinfo, int argno, const char *name);
+
+#endif							/* SP_API_H */
