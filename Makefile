@@ -37,3 +37,37 @@ test:
 # mode when STRIPE_SECRET_KEY is set)
 demo:
 	bash test/demo.sh
+
+# --- stripepay-relay ---
+# The webhook relay (src/relay/): a program beside the extension, on
+# libmicrohttpd and libpq.  Built by "make", installed into pg_config's
+# bindir, removed by "make clean".  Compiled apart from PGXS's CFLAGS: it is
+# not a backend module and must not be built with -fPIC or PG's includes.
+RELAY           = src/relay/stripepay-relay
+RELAY_SRCS      = $(wildcard src/relay/*.c)
+RELAY_HDRS      = $(wildcard src/relay/*.h)
+RELAY_CFLAGS    = -std=gnu11 -O2 -g -pthread -Wall -Wextra -Werror \
+	-Wmissing-prototypes -Wdeclaration-after-statement -Wpointer-arith -Wvla \
+	-Wformat-security -DRELAY_VERSION=\"$(EXTVERSION)\" \
+	-isystem $(shell $(PG_CONFIG) --includedir) \
+	$(patsubst -I%,-isystem %,$(shell pkg-config --cflags libmicrohttpd))
+RELAY_LIBS      = -L$(shell $(PG_CONFIG) --libdir) -lpq \
+	$(shell pkg-config --libs libmicrohttpd) -pthread
+
+all: $(RELAY)
+
+$(RELAY): $(RELAY_SRCS) $(RELAY_HDRS)
+	$(CC) $(RELAY_CFLAGS) -o $@ $(RELAY_SRCS) $(RELAY_LIBS)
+
+install: install-relay
+install-relay: $(RELAY)
+	$(MKDIR_P) '$(DESTDIR)$(bindir)'
+	$(INSTALL_PROGRAM) $(RELAY) '$(DESTDIR)$(bindir)/stripepay-relay'
+
+clean: clean-relay
+clean-relay:
+	rm -f $(RELAY)
+	$(MAKE) -C test/relay clean
+
+.PHONY: install-relay clean-relay
+# --- end stripepay-relay ---

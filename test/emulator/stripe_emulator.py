@@ -14,13 +14,20 @@ and build objects with the make_* helpers so their fields match the fixtures.
 """
 
 import argparse
+import contextlib
 import copy
 import datetime
 import decimal
+import hashlib
+import heapq
+import hmac
+import http.client
 import http.server
+import ipaddress
 import itertools
 import json
 import os
+import random
 import re
 import secrets
 import signal
@@ -249,9 +256,13 @@ _EMPTYABLE_MESSAGE = {"type": "object", "emptyable": True,
                       "props": {"message": {"type": "string", "maxLength": 1200}},
                       "required": ["message"]}
 
+# Event types Stripe added after 2022-11-15 (webhook endpoints' enabled_events).
+NEWER_EVENT_TYPES = ["invoice.overdue", "invoice.will_be_due", "invoice_payment.paid", "refund.failed"]
+
 # Parameters Stripe accepts in API versions newer than the 2022-11-15 description that
 # stripe_params.json comes from. Only add what the API reference documents today; the
-# path uses "." between properties and "[]" for array items.
+# path uses "." between properties and "[]" for array items. A node replaces the spec's
+# node at that path, except {"enum_add": [...]}, which extends the existing enum.
 OVERLAY = {
     "POST /v1/checkout/sessions": {
         # 2023-10-16 added ui_mode; 2025-03-31.basil added "custom"; 2026-03-25.dahlia
@@ -277,6 +288,8 @@ OVERLAY = {
         "confirmation_token": {"type": "string", "maxLength": 5000},
         "payment_method_configuration": {"type": "string", "maxLength": 100},
     },
+    "POST /v1/webhook_endpoints": {"enabled_events[]": {"enum_add": NEWER_EVENT_TYPES}},
+    "POST /v1/webhook_endpoints/{webhook_endpoint}": {"enabled_events[]": {"enum_add": NEWER_EVENT_TYPES}},
 }
 
 
@@ -293,7 +306,12 @@ def load_specs(path=PARAMS_FILE):
                     cur = cur["props"][p[:-2]]["items"]
                 else:
                     cur = cur["props"][p]
-            cur.setdefault("props", {})[parts[-1]] = copy.deepcopy(node)
+            last = parts[-1]
+            if "enum_add" in node:
+                target = cur["props"][last[:-2]]["items"] if last.endswith("[]") else cur["props"][last]
+                target["enum"] = target["enum"] + [v for v in node["enum_add"] if v not in target["enum"]]
+            else:
+                cur.setdefault("props", {})[last] = copy.deepcopy(node)
     return specs
 
 
@@ -509,6 +527,332 @@ def check_range(value, lo, hi, param):
 
 
 # --------------------------------------------------------------------------------------
+# Webhook delivery
+#
+# Every event an emulated action creates is queued, once the request that made it has
+# finished, for each enabled endpoint of the same mode that subscribes to its type. Each
+# endpoint has its own delivery threads (config "concurrency"); a failed attempt (non-2xx,
+# connection error, timeout) is retried after config "retry_delays" until "max_attempts".
+# Lock order: State.lock, then Webhooks.cond; delivery threads only ever take the latter.
+# --------------------------------------------------------------------------------------
+
+WEBHOOK_USER_AGENT = "Stripe/1.0 (+https://stripe.com/docs/webhooks)"
+DEFAULT_WEBHOOK_CONFIG = {"retry_delays": [0.2, 0.5, 1, 2, 4], "max_attempts": 8, "shuffle": False,
+                          "duplicate": 0.0, "concurrency": 1, "timestamp_offset": 0}
+WEBHOOK_ENDPOINT_LIMIT = 16   # per account (and mode)
+
+
+def webhook_signature(secret_list, payload, timestamp):
+    """Stripe-Signature value: one v1 per secret (two while a secret is being rolled)."""
+    signed = b"%d." % timestamp + payload
+    return "t=%d," % timestamp + ",".join(
+        "v1=" + hmac.new(sec.encode("utf-8"), signed, hashlib.sha256).hexdigest() for sec in secret_list)
+
+
+def is_loopback(host):
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def post_webhook(url, payload, headers, timeout):
+    """One delivery attempt: (HTTP status or None, error or None, response bytes, retryable)."""
+    u = urllib.parse.urlsplit(url)
+    if u.scheme != "http":
+        return None, "not sent: the emulator delivers over plain http only", b"", False
+    if not is_loopback(u.hostname):
+        return None, "not sent: the emulator delivers to loopback addresses only", b"", False
+    try:
+        port = u.port or 80
+    except ValueError:
+        return None, "not sent: bad port in url", b"", False
+    path = (u.path or "/") + ("?" + u.query if u.query else "")
+    conn = http.client.HTTPConnection(u.hostname, port, timeout=timeout)
+    try:
+        conn.request("POST", path, body=payload, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, None, resp.read(), True
+    except (OSError, http.client.HTTPException) as e:
+        return None, "%s: %s" % (type(e).__name__, e), b"", True
+    finally:
+        conn.close()
+
+
+class _Job:
+    """One event on its way to one endpoint (an original, a duplicate or a redelivery)."""
+    __slots__ = ("event", "seq", "attempt", "due", "duplicate", "redelivery")
+
+    def __init__(self, event, seq, duplicate=False, redelivery=False):
+        self.event, self.seq, self.duplicate, self.redelivery = event, seq, duplicate, redelivery
+        self.attempt = 1
+        self.due = 0.0
+
+
+class _Route:
+    """Runtime side of one webhook endpoint: secrets, queues, delivery threads."""
+
+    def __init__(self, endpoint, secret, extra_secrets, timeout, connect, lock):
+        self.endpoint = endpoint          # the stored webhook_endpoint object (url, status, ...)
+        self.secret = secret
+        self.extra_secrets = list(extra_secrets)
+        self.timeout = timeout
+        self.connect = connect
+        self.ready = []                   # heap of (seq, job): due now, oldest event first
+        self.waiting = []                 # heap of (due, seq, job): retries not due yet
+        self.inflight = 0
+        self.workers = 0
+        self.closed = False
+        self.cond = threading.Condition(lock)   # wakes this endpoint's threads only
+
+    def queued(self):
+        return len(self.ready) + len(self.waiting)
+
+    def close(self):
+        self.closed = True
+        self.ready, self.waiting = [], []
+        self.cond.notify_all()
+
+
+class Webhooks:
+    # Requests come first: a delivery thread about to do its CPU work (the pretty-printed
+    # body) waits while requests are being handled, but never longer than this.
+    YIELD_TO_REQUESTS = 0.05
+
+    def __init__(self):
+        self.lock = threading.RLock()
+        self.cond = threading.Condition(self.lock)   # progress: flush() waits on it
+        self.seq = itertools.count(1)
+        self.routes = {}
+        self.quiet = threading.Condition(threading.Lock())
+        self.busy = 0                                  # requests being handled right now
+        self.reset()
+
+    def request_started(self):
+        with self.quiet:
+            self.busy += 1
+
+    def request_ended(self):
+        with self.quiet:
+            self.busy -= 1
+            if self.busy == 0:
+                self.quiet.notify_all()
+
+    @contextlib.contextmanager
+    def waiting(self):
+        """A request that only waits (flush, hang and slow faults) does not hold deliveries up."""
+        self.request_ended()
+        try:
+            yield
+        finally:
+            self.request_started()
+
+    def _yield_to_requests(self):
+        with self.quiet:
+            deadline = time.monotonic() + self.YIELD_TO_REQUESTS
+            while self.busy > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self.quiet.wait(left)
+
+    def reset(self):
+        with self.cond:
+            for r in self.routes.values():
+                r.close()
+            self.routes = {}
+            self.config = copy.deepcopy(DEFAULT_WEBHOOK_CONFIG)
+            self.deliveries = []
+            self.outcome = {}    # (event id, endpoint id) -> "pending" | "delivered" | "failed"
+            self.payloads = {}   # (event id, api_version) -> body, shared by endpoints and retries
+            self.cond.notify_all()
+
+    # -- endpoints --
+
+    def register(self, endpoint, secret, extra_secrets=(), timeout=10, connect=False):
+        with self.cond:
+            r = _Route(endpoint, secret, extra_secrets, timeout, connect, self.lock)
+            self.routes[endpoint["id"]] = r
+            self._staff(r)
+            return r
+
+    def route(self, endpoint_id):
+        return self.routes.get(endpoint_id)
+
+    def remove(self, endpoint_id):
+        with self.cond:
+            r = self.routes.pop(endpoint_id, None)
+            if r is not None:
+                r.close()
+            self.cond.notify_all()
+
+    def configure(self, changes):
+        with self.cond:
+            self.config.update(changes)
+            for r in self.routes.values():
+                self._staff(r)
+                r.cond.notify_all()
+            self.cond.notify_all()
+            return copy.deepcopy(self.config)
+
+    def _staff(self, r):
+        while not r.closed and r.workers < self.config["concurrency"]:
+            index = r.workers
+            r.workers += 1
+            threading.Thread(target=self._worker, args=(r, index), daemon=True,
+                             name="webhook-%s-%d" % (r.endpoint["id"], index)).start()
+
+    def _wants(self, r, ev):
+        ep = r.endpoint
+        return (not r.closed and not r.connect and ep["status"] == "enabled"
+                and ep["livemode"] == ev["livemode"]
+                and ("*" in ep["enabled_events"] or ev["type"] in ep["enabled_events"]))
+
+    # -- queueing --
+
+    def dispatch(self, events, endpoints):
+        """Queue new events, in creation order, for every endpoint that wants them."""
+        with self.cond:
+            routes = [self.routes[ep["id"]] for ep in endpoints if ep["id"] in self.routes]
+            for ev in events:
+                n = 0
+                for r in routes:
+                    if not self._wants(r, ev):
+                        continue
+                    n += 1
+                    self.outcome[(ev["id"], r.endpoint["id"])] = "pending"
+                    self._enqueue(r, ev)
+                    if self.config["duplicate"] and random.random() < self.config["duplicate"]:
+                        self._enqueue(r, ev, duplicate=True)
+                ev["pending_webhooks"] = n
+
+    def _enqueue(self, r, ev, duplicate=False, redelivery=False):
+        job = _Job(ev, next(self.seq), duplicate, redelivery)
+        heapq.heappush(r.ready, (job.seq, job))
+        r.cond.notify()
+
+    def redeliver(self, ev, endpoint_id=None):
+        with self.cond:
+            n = 0
+            for r in list(self.routes.values()):
+                if r.closed or (endpoint_id is not None and r.endpoint["id"] != endpoint_id):
+                    continue
+                if endpoint_id is None and not self._wants(r, ev):
+                    continue
+                key = (ev["id"], r.endpoint["id"])
+                if self.outcome.get(key) == "failed":
+                    self.outcome[key] = "pending"
+                self._enqueue(r, ev, redelivery=True)
+                n += 1
+            return n
+
+    def pending(self):
+        """Deliveries queued, waiting for a retry or in flight."""
+        with self.cond:
+            return sum(r.queued() + r.inflight for r in self.routes.values() if not r.closed)
+
+    def failed(self):
+        """(event, endpoint) pairs whose every attempt failed."""
+        with self.cond:
+            return sum(1 for v in self.outcome.values() if v == "failed")
+
+    def flush(self, timeout):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                n = self.pending()
+                left = deadline - time.monotonic()
+                if n == 0 or left <= 0:
+                    return n
+                self.cond.wait(left)
+
+    # -- delivery threads --
+
+    def _next_job(self, r, index):
+        while True:
+            if r.closed:
+                return None
+            if index >= self.config["concurrency"]:
+                r.workers -= 1
+                return None
+            now = time.monotonic()
+            while r.waiting and r.waiting[0][0] <= now:
+                _, seq, job = heapq.heappop(r.waiting)
+                heapq.heappush(r.ready, (seq, job))
+            if r.ready:
+                if self.config["shuffle"]:
+                    i = random.randrange(len(r.ready))
+                    r.ready[i], r.ready[-1] = r.ready[-1], r.ready[i]
+                    job = r.ready.pop()[1]
+                    heapq.heapify(r.ready)
+                else:
+                    job = heapq.heappop(r.ready)[1]
+                r.inflight += 1
+                return job
+            r.cond.wait(r.waiting[0][0] - now if r.waiting else None)
+
+    def _worker(self, r, index):
+        while True:
+            with self.cond:
+                job = self._next_job(r, index)
+                if job is None:
+                    return
+                ep = r.endpoint
+                url, api_version = ep["url"], ep["api_version"]
+                secret_list = [r.secret] + r.extra_secrets
+                timeout = r.timeout
+                offset = self.config["timestamp_offset"]
+                key = (job.event["id"], api_version or job.event["api_version"])
+                payload = self.payloads.get(key)
+                ev = dict(job.event, api_version=key[1]) if payload is None else None
+            if payload is None:
+                self._yield_to_requests()
+                payload = json.dumps(ev, indent=2).encode("utf-8")
+                with self.cond:
+                    payload = self.payloads.setdefault(key, payload)
+            signature = webhook_signature(secret_list, payload, int(time.time()) + offset)
+            headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": WEBHOOK_USER_AGENT,
+                       "Accept": "*/*; q=0.5, application/xml", "Cache-Control": "no-cache",
+                       "Stripe-Signature": signature}
+            started = time.time()
+            status, error, body, retryable = post_webhook(url, payload, headers, timeout)
+            with self.cond:
+                r.inflight -= 1
+                if not r.closed:
+                    self._record(r, job, url, status, error, body, started, signature, retryable)
+                self.cond.notify_all()
+
+    def _record(self, r, job, url, status, error, body, started, signature, retryable):
+        ev = job.event
+        key = (ev["id"], r.endpoint["id"])
+        ok = status is not None and 200 <= status < 300
+        if status is not None and not ok and error is None:
+            error = "HTTP %d" % status
+        self.deliveries.append({
+            "event_id": ev["id"], "type": ev["type"], "endpoint": r.endpoint["id"], "url": url,
+            "attempt": job.attempt, "status": status, "error": error, "time": started,
+            "duration_ms": round((time.time() - started) * 1000, 1),
+            "response_body": body.decode("utf-8", "replace")[:500],
+            "duplicate": job.duplicate, "redelivery": job.redelivery, "signature": signature})
+        if ok:
+            if self.outcome.get(key) in ("pending", "failed"):
+                self.outcome[key] = "delivered"
+                ev["pending_webhooks"] = max(0, ev["pending_webhooks"] - 1)
+        elif retryable and job.attempt < self.config["max_attempts"]:
+            delays = self.config["retry_delays"]
+            job.due = time.monotonic() + (delays[min(job.attempt - 1, len(delays) - 1)] if delays else 0)
+            job.attempt += 1
+            heapq.heappush(r.waiting, (job.due, job.seq, job))
+        elif self.outcome.get(key) == "pending" and not any(
+                q[-1].event is ev for q in itertools.chain(r.ready, r.waiting)):
+            self.outcome[key] = "failed"
+
+
+# --------------------------------------------------------------------------------------
 # State
 # --------------------------------------------------------------------------------------
 
@@ -519,6 +863,7 @@ class State:
         self.base_url = "http://127.0.0.1:0"
         self.default_api_version = PINNED_API_VERSION
         self.fault_ids = itertools.count(1)
+        self.hooks = Webhooks()
         self.reset()
 
     def reset(self):
@@ -528,14 +873,31 @@ class State:
             self.objects = {}        # object type -> {id: object}, insertion ordered
             self.aux = {}            # id -> emulator-private data (never serialised)
             self.events = []
+            self.outbox = []         # events of the running request, handed to self.hooks at its end
             self.requests = []
             self.faults = []
             self.idem = {}
             self.conn_ids = set()
             self.clock_offset = 0
+            self.refund_next_status = None
+            self.hooks.reset()
 
     def now(self):
         return int(time.time() + self.clock_offset)
+
+    def advance_to(self, ts):
+        """Move the emulator clock forward to ts (never backwards)."""
+        if ts > self.now():
+            self.clock_offset += ts - self.now()
+
+    def take_outbox(self):
+        out, self.outbox = self.outbox, []
+        return out
+
+    def deliver_outbox(self):
+        """Queue the events the current request made; call with self.lock held."""
+        if self.outbox:
+            self.hooks.dispatch(self.take_outbox(), self.all("webhook_endpoint"))
 
     def put(self, obj):
         self.objects.setdefault(obj["object"], {})[obj["id"]] = obj
@@ -552,6 +914,12 @@ class State:
 
     def all(self, obj_type):
         return list(self.objects.get(obj_type, {}).values())
+
+    def livemode_of(self, obj):
+        """Objects without a livemode field (refunds) keep it in aux."""
+        if "livemode" in obj:
+            return obj["livemode"]
+        return self.aux.get(obj["id"], {}).get("livemode", False)
 
     def take_fault(self, method, path):
         with self.lock:
@@ -586,10 +954,10 @@ class Ctx:
         obj = self.state.get(obj_type, obj_id)
         if obj is None:
             raise no_such(obj_type, obj_id, param)
-        if obj["livemode"] != self.livemode:
+        if self.state.livemode_of(obj) != self.livemode:
             raise StripeError(404, "No such %s: '%s'; a similar object exists in %s mode, but a %s "
                               "mode key was used to make this request."
-                              % (obj_type, obj_id, "live" if obj["livemode"] else "test",
+                              % (obj_type, obj_id, "live" if not self.livemode else "test",
                                  "live" if self.livemode else "test"),
                               code="resource_missing", param=param)
         return obj
@@ -616,6 +984,7 @@ def make_event(state, type_, obj, livemode, request_id=None, idem_key=None, prev
         "type": type_,
     }
     state.events.append(ev)
+    state.outbox.append(ev)
     state.put(ev)
     return ev
 
@@ -623,8 +992,8 @@ def make_event(state, type_, obj, livemode, request_id=None, idem_key=None, prev
 def emit(ctx_or_state, type_, obj, previous=None):
     if isinstance(ctx_or_state, Ctx):
         c = ctx_or_state
-        return make_event(c.state, type_, obj, obj.get("livemode", False), c.request_id, c.idem_key, previous)
-    return make_event(ctx_or_state, type_, obj, obj.get("livemode", False), None, None, previous)
+        return make_event(c.state, type_, obj, c.state.livemode_of(obj), c.request_id, c.idem_key, previous)
+    return make_event(ctx_or_state, type_, obj, ctx_or_state.livemode_of(obj), None, None, previous)
 
 
 def make_product(state, livemode, name, description=None, images=None, metadata=None, tax_code=None):
@@ -731,9 +1100,7 @@ def make_charge(state, pi, status, pm_id, pm_type, failure=None):
         "paid": succeeded, "payment_intent": pi["id"], "payment_method": pm_id,
         "payment_method_details": {pm_type: details, "type": pm_type},
         "receipt_email": pi["receipt_email"], "receipt_number": None,
-        "receipt_url": None, "refunded": False,
-        "refunds": {"data": [], "has_more": False, "object": "list", "url": "/v1/charges/%s/refunds" % ch_id},
-        "review": None, "shipping": pi["shipping"], "source": None, "source_transfer": None,
+        "receipt_url": None, "refunded": False, "review": None, "shipping": pi["shipping"], "source": None, "source_transfer": None,
         "statement_descriptor": pi["statement_descriptor"],
         "statement_descriptor_suffix": pi["statement_descriptor_suffix"], "status": status,
         "transfer_data": None, "transfer_group": pi["transfer_group"],
@@ -869,7 +1236,7 @@ def make_subscription(state, livemode, customer_id, line_items, metadata, status
         end = _add_interval(now, price["recurring"]["interval"], price["recurring"]["interval_count"])
         items.append({"billing_thresholds": None, "created": now, "current_period_end": end,
                       "current_period_start": now, "discounts": [], "id": "si_" + rand(14),
-                      "metadata": {}, "object": "subscription_item", "plan": None,
+                      "metadata": {}, "object": "subscription_item", "plan": plan_of(price),
                       "price": copy.deepcopy(price), "quantity": li["quantity"],
                       "subscription": sub_id, "tax_rates": []})
     return state.put({
@@ -898,6 +1265,349 @@ def make_subscription(state, livemode, customer_id, line_items, metadata, status
     })
 
 
+def plan_of(price):
+    """The legacy Plan view of a recurring Price (same id), as Stripe still shows on items."""
+    rec = price.get("recurring") or {}
+    return {
+        "active": price.get("active", True), "amount": price.get("unit_amount"),
+        "amount_decimal": price.get("unit_amount_decimal"), "billing_scheme": "per_unit",
+        "created": price["created"], "currency": price["currency"], "id": price["id"],
+        "interval": rec.get("interval"), "interval_count": rec.get("interval_count"),
+        "livemode": price["livemode"], "metadata": copy.deepcopy(price.get("metadata") or {}),
+        "meter": None, "nickname": price.get("nickname"), "object": "plan", "product": price["product"],
+        "tiers_mode": None, "transform_usage": None, "trial_period_days": None,
+        "usage_type": rec.get("usage_type", "licensed"),
+    }
+
+
+# -- refunds --------------------------------------------------------------------------
+
+REFUND_FAILURE_REASONS = ("charge_for_pending_refund_disputed", "declined", "expired_or_canceled_card",
+                          "insufficient_funds", "lost_or_stolen_card", "merchant_request", "unknown")
+
+
+def make_refund(state, ch, amount, reason, metadata, status):
+    card = "card" in ch["payment_method_details"]
+    re_id = "re_3" + rand(23)
+    state.aux[re_id] = {"livemode": ch["livemode"]}   # a Refund has no livemode field
+    return state.put({
+        "amount": amount, "balance_transaction": "txn_3" + rand(23), "charge": ch["id"],
+        "created": state.now(), "currency": ch["currency"],
+        "destination_details": ({"card": {"type": "reversal"}, "type": "card"} if card else
+                                {"type": "us_bank_transfer",
+                                 "us_bank_transfer": {"reference": None, "reference_status": "pending"}}),
+        "id": re_id, "metadata": metadata or {}, "object": "refund",
+        "payment_intent": ch["payment_intent"], "reason": reason, "receipt_number": None,
+        "source_transfer_reversal": None, "status": status, "transfer_reversal": None,
+    })
+
+
+def refund_charge_for(state, livemode, pi_id=None, ch_id=None):
+    """The charge a refund request targets, after Stripe's checks (raises StripeError)."""
+    if pi_id is None and ch_id is None:
+        raise invalid("One of the following params should be provided for this request: payment_intent or "
+                      "charge.", code="parameter_missing")
+    pi = ch = None
+    if pi_id is not None:
+        pi = state.get("payment_intent", pi_id)
+        if pi is None or pi["livemode"] != livemode:
+            raise StripeError(400, "No such payment_intent: '%s'" % pi_id, code="resource_missing",
+                              param="payment_intent", store=False)
+    if ch_id is not None:
+        ch = state.get("charge", ch_id)
+        if ch is None or ch["livemode"] != livemode:
+            raise StripeError(400, "No such charge: '%s'" % ch_id, code="resource_missing", param="charge",
+                              store=False)
+        if pi is not None and ch["payment_intent"] != pi["id"]:
+            raise invalid("The charge %s does not belong to the PaymentIntent %s." % (ch["id"], pi["id"]),
+                          param="charge")
+    if ch is None:
+        ch = state.get("charge", pi["latest_charge"]) if pi["latest_charge"] else None
+    if ch is None or ch["status"] != "succeeded":
+        owner = pi["id"] if pi is not None else (ch or {}).get("payment_intent")
+        if owner:
+            raise StripeError(400, "This PaymentIntent (%s) does not have a successful charge to refund."
+                              % owner, param="payment_intent" if pi is not None else "charge")
+        raise StripeError(400, "Charge %s has not succeeded and cannot be refunded." % ch["id"], param="charge")
+    return ch
+
+
+def create_refund(origin, state, ch, amount=None, reason=None, metadata=None):
+    """Refund `amount` (default: what is left) of a succeeded charge; emits the events."""
+    left = ch["amount_captured"] - ch["amount_refunded"]
+    if left <= 0:
+        raise StripeError(400, "Charge %s has already been refunded." % ch["id"], code="charge_already_refunded")
+    if amount is None:
+        amount = left
+    if amount < 1:
+        raise invalid("Invalid positive integer", param="amount", code="parameter_invalid_integer")
+    if amount > left:
+        raise StripeError(400, "Refund amount (%s) is greater than unrefunded amount on charge (%s)"
+                          % (money(amount, ch["currency"]), money(left, ch["currency"])),
+                          param="amount", code="amount_too_large")
+    # Card refunds succeed at once in test mode; bank-debit refunds start pending.
+    status = state.refund_next_status or ("succeeded" if "card" in ch["payment_method_details"] else "pending")
+    state.refund_next_status = None
+    re_ = make_refund(state, ch, amount, reason, metadata, status)
+    prev = {"amount_refunded": ch["amount_refunded"]}
+    ch["amount_refunded"] += amount
+    if ch["amount_refunded"] == ch["amount_captured"]:
+        prev["refunded"] = False
+        ch["refunded"] = True
+    emit(origin, "refund.created", re_)
+    emit(origin, "charge.refunded", ch, previous=prev)
+    return re_
+
+
+def settle_refund(state, re_, outcome, failure_reason="expired_or_canceled_card"):
+    """A refund's later fate: succeeded | failed | canceled (failed also after succeeded)."""
+    old = re_["status"]
+    allowed = {"succeeded": ("pending", "requires_action"), "canceled": ("pending", "requires_action"),
+               "failed": ("pending", "requires_action", "succeeded")}[outcome]
+    if old not in allowed:
+        raise ControlError(400, "refund %s is %s; %s needs one of %s" % (re_["id"], old, outcome, ", ".join(allowed)))
+    re_["status"] = outcome
+    if outcome in ("failed", "canceled"):
+        ch = state.get("charge", re_["charge"])
+        ch["amount_refunded"] -= re_["amount"]
+        ch["refunded"] = False
+    if outcome == "failed":
+        re_["failure_reason"] = failure_reason
+        re_["failure_balance_transaction"] = "txn_3" + rand(23)
+    emit(state, "refund.updated", re_, previous={"status": old})
+    if outcome == "failed":
+        emit(state, "refund.failed", re_, previous={"status": old})
+    return re_
+
+
+# -- PaymentIntent cancelation ---------------------------------------------------------
+
+PI_CANCELABLE = ("requires_payment_method", "requires_capture", "requires_confirmation", "requires_action")
+
+
+def cancel_payment_intent_obj(origin, pi, reason):
+    state = origin.state if isinstance(origin, Ctx) else origin
+    pi.update(status="canceled", canceled_at=state.now(), cancellation_reason=reason)
+    emit(origin, "payment_intent.canceled", pi)
+
+
+# -- invoices and subscription billing -------------------------------------------------
+
+def _line_amount(price, qty):
+    if price.get("unit_amount") is not None:
+        return price["unit_amount"] * qty
+    return int((decimal.Decimal(price["unit_amount_decimal"]) * qty)
+               .quantize(decimal.Decimal(1), rounding=decimal.ROUND_HALF_EVEN))
+
+
+def make_invoice(state, sub, billing_reason, period_start, period_end):
+    """A draft invoice for the subscription's current item periods (shape of API 2025-03-31+)."""
+    cust = state.get("customer", sub["customer"])
+    now = state.now()
+    in_id = "in_1" + rand(23)
+    lines = []
+    for it in sub["items"]["data"]:
+        price = it["price"]
+        amount = _line_amount(price, it["quantity"])
+        product = state.get("product", price["product"]) or {"name": "Subscription"}
+        rec = price.get("recurring") or {}
+        lines.append({
+            "amount": amount, "currency": sub["currency"],
+            "description": "%d × %s (at %s / %s)" % (it["quantity"], product["name"],
+                                                      money(price.get("unit_amount") or 0, sub["currency"]),
+                                                      rec.get("interval", "month")),
+            "discount_amounts": [], "discountable": True, "discounts": [], "id": "il_1" + rand(23),
+            "invoice": in_id, "livemode": sub["livemode"], "metadata": copy.deepcopy(sub["metadata"]),
+            "object": "line_item",
+            "parent": {"invoice_item_details": None, "subscription_item_details": {
+                "invoice_item": None, "proration": False, "proration_details": {"credited_items": None},
+                "subscription": sub["id"], "subscription_item": it["id"]}, "type": "subscription_item_details"},
+            "period": {"end": it["current_period_end"], "start": it["current_period_start"]},
+            "pretax_credit_amounts": [],
+            "pricing": {"price_details": {"price": price["id"], "product": price["product"]},
+                        "type": "price_details", "unit_amount_decimal": price["unit_amount_decimal"]},
+            "quantity": it["quantity"], "subscription": None, "taxes": [],
+        })
+    total = sum(li["amount"] for li in lines)
+    return state.put({
+        "account_country": "US", "account_name": None, "account_tax_ids": None, "amount_due": total,
+        "amount_overpaid": 0, "amount_paid": 0, "amount_remaining": total, "amount_shipping": 0,
+        "application": None, "attempt_count": 0, "attempted": False, "auto_advance": True,
+        "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None, "provider": None,
+                          "status": None},
+        "automatically_finalizes_at": now + 3600 if billing_reason == "subscription_cycle" else None,
+        "billing_reason": billing_reason, "collection_method": "charge_automatically", "created": now,
+        "currency": sub["currency"], "custom_fields": None, "customer": cust["id"],
+        "customer_address": cust["address"], "customer_email": cust["email"], "customer_name": cust["name"],
+        "customer_phone": cust["phone"], "customer_shipping": cust["shipping"],
+        "customer_tax_exempt": cust["tax_exempt"], "customer_tax_ids": [], "default_payment_method": None,
+        "default_source": None, "default_tax_rates": [], "description": None, "discounts": [],
+        "due_date": None, "effective_at": None, "ending_balance": None, "footer": None, "from_invoice": None,
+        "hosted_invoice_url": None, "id": in_id, "invoice_pdf": None, "issuer": {"type": "self"},
+        "last_finalization_error": None, "latest_revision": None,
+        "lines": {"data": lines, "has_more": False, "object": "list", "url": "/v1/invoices/%s/lines" % in_id},
+        "livemode": sub["livemode"], "metadata": {}, "next_payment_attempt": None, "number": None,
+        "object": "invoice", "on_behalf_of": None,
+        "parent": {"quote_details": None, "subscription_details": {
+            "metadata": copy.deepcopy(sub["metadata"]), "subscription": sub["id"]},
+            "type": "subscription_details"},
+        "payment_settings": {"default_mandate": None, "payment_method_options": None,
+                             "payment_method_types": None},
+        "period_end": period_end, "period_start": period_start, "post_payment_credit_notes_amount": 0,
+        "pre_payment_credit_notes_amount": 0, "receipt_number": None,
+        "rendering": {"amount_tax_display": None, "pdf": {"page_size": "auto"}, "template": None,
+                      "template_version": None},
+        "shipping_cost": None, "shipping_details": None, "starting_balance": 0, "statement_descriptor": None,
+        "status": "draft", "status_transitions": {"finalized_at": None, "marked_uncollectible_at": None,
+                                                  "paid_at": None, "voided_at": None},
+        "subscription": None, "subtotal": total, "subtotal_excluding_tax": total, "test_clock": None,
+        "total": total, "total_discount_amounts": [], "total_excluding_tax": total,
+        "total_pretax_credit_amounts": [], "total_taxes": [], "webhooks_delivered_at": None,
+    })
+
+
+def finalize_invoice(state, inv):
+    cust = state.get("customer", inv["customer"])
+    now = state.now()
+    inv.update(status="open", number="%s-%04d" % (cust["invoice_prefix"], cust["next_invoice_sequence"]),
+               effective_at=now, automatically_finalizes_at=None, webhooks_delivered_at=now)
+    inv["status_transitions"]["finalized_at"] = now
+    cust["next_invoice_sequence"] += 1
+    emit(state, "invoice.finalized", inv)
+
+
+def charge_invoice(state, inv, outcome):
+    """Pay an open invoice through a PaymentIntent: succeeded | failed | processing."""
+    if inv["amount_due"] == 0:
+        invoice_paid(state, inv)
+        return None
+    pi = make_payment_intent(state, inv["livemode"], inv["amount_due"], inv["currency"], customer=inv["customer"],
+                             description=("Subscription creation" if inv["billing_reason"] == "subscription_create"
+                                          else "Subscription update"))
+    state.put(pi)
+    pay = state.put({
+        "amount_paid": None, "amount_requested": inv["amount_due"], "created": state.now(),
+        "currency": inv["currency"], "id": "inpay_1" + rand(23), "invoice": inv["id"], "is_default": True,
+        "livemode": inv["livemode"], "object": "invoice_payment",
+        "payment": {"payment_intent": pi["id"], "type": "payment_intent"}, "status": "open",
+        "status_transitions": {"canceled_at": None, "paid_at": None}})
+    state.aux[inv["id"]] = {"payment_intent": pi["id"], "invoice_payment": pay["id"]}
+    emit(state, "payment_intent.created", pi)
+    attempt_payment(state, pi, outcome, pm_type="us_bank_account" if outcome == "processing" else "card")
+    inv.update(attempted=True, attempt_count=inv["attempt_count"] + 1)
+    if outcome == "succeeded":
+        invoice_paid(state, inv)
+    elif outcome == "failed":
+        invoice_payment_failed(state, inv)
+    return pi
+
+
+def invoice_paid(state, inv):
+    now = state.now()
+    inv.update(status="paid", amount_paid=inv["amount_due"], amount_remaining=0, auto_advance=False,
+               next_payment_attempt=None, attempted=True)
+    inv["status_transitions"]["paid_at"] = now
+    pay = state.get("invoice_payment", state.aux.get(inv["id"], {}).get("invoice_payment"))
+    if pay is not None:
+        pay.update(status="paid", amount_paid=pay["amount_requested"])
+        pay["status_transitions"]["paid_at"] = now
+    emit(state, "invoice.paid", inv)
+    emit(state, "invoice.payment_succeeded", inv)
+
+
+def invoice_payment_failed(state, inv):
+    inv["next_payment_attempt"] = state.now() + 3 * 86400
+    emit(state, "invoice.payment_failed", inv)
+
+
+def invoice_payments_list(ctx, in_id):
+    pays = [p for p in ctx.state.all("invoice_payment") if p["invoice"] == in_id]
+    return {"data": copy.deepcopy(pays), "has_more": False, "object": "list",
+            "url": "/v1/invoice_payments?invoice=%s" % in_id}
+
+
+def charge_refunds_list(ctx, ch_id):
+    res = [r for r in ctx.state.all("refund") if r["charge"] == ch_id][::-1]
+    return {"data": copy.deepcopy(res), "has_more": False, "object": "list",
+            "url": "/v1/charges/%s/refunds" % ch_id}
+
+
+def sub_period(sub):
+    it = sub["items"]["data"][0]
+    return it["current_period_start"], it["current_period_end"]
+
+
+def start_next_period(sub, start):
+    """Move every item to the period that begins at start; returns the old items list."""
+    old = copy.deepcopy(sub["items"])
+    for it in sub["items"]["data"]:
+        rec = it["price"]["recurring"]
+        it["current_period_start"] = start
+        it["current_period_end"] = _add_interval(start, rec["interval"], rec["interval_count"])
+    return old
+
+
+def sub_set_status(state, sub, status, extra_prev=None):
+    prev = dict(extra_prev or {})
+    if sub["status"] != status:
+        prev["status"] = sub["status"]
+        sub["status"] = status
+    if prev:
+        emit(state, "customer.subscription.updated", sub, previous=prev)
+
+
+def cancel_subscription_now(origin, sub, details=None, at=None):
+    state = origin.state if isinstance(origin, Ctx) else origin
+    now = at or state.now()
+    sub.update(status="canceled", ended_at=now, canceled_at=sub["canceled_at"] or now, cancel_at=None)
+    sub["cancellation_details"] = {"comment": (details or {}).get("comment"),
+                                   "feedback": (details or {}).get("feedback"),
+                                   "reason": "cancellation_requested"}
+    emit(origin, "customer.subscription.deleted", sub)
+
+
+def renew_subscription(state, sub, outcome):
+    """The period ends: bill the next one (outcome succeeded | failed) or end a canceling one."""
+    start, end = sub_period(sub)
+    state.advance_to(end)
+    if sub["cancel_at_period_end"] or (sub["cancel_at"] is not None and sub["cancel_at"] <= end):
+        cancel_subscription_now(state, sub, sub["cancellation_details"], at=end)
+        return None
+    old_items = start_next_period(sub, end)
+    inv = make_invoice(state, sub, "subscription_cycle", start, end)
+    prev = {"items": old_items, "latest_invoice": sub["latest_invoice"]}
+    sub["latest_invoice"] = inv["id"]
+    emit(state, "customer.subscription.updated", sub, previous=prev)
+    emit(state, "invoice.created", inv)
+    finalize_invoice(state, inv)
+    charge_invoice(state, inv, outcome)
+    sub_set_status(state, sub, "active" if outcome == "succeeded" else "past_due")
+    return inv
+
+
+def resume_subscription(origin, sub, anchor="now"):
+    """A paused subscription resumes; billing_cycle_anchor=now starts and bills a new period."""
+    state = origin.state if isinstance(origin, Ctx) else origin
+    prev = {"status": sub["status"], "pause_collection": sub["pause_collection"]}
+    sub.update(status="active", pause_collection=None)
+    inv = None
+    if anchor == "now":
+        prev["items"] = start_next_period(sub, state.now())
+        prev["billing_cycle_anchor"] = sub["billing_cycle_anchor"]
+        prev["latest_invoice"] = sub["latest_invoice"]
+        sub["billing_cycle_anchor"] = state.now()
+        s, e = sub_period(sub)
+        inv = make_invoice(state, sub, "subscription_update", s, s)
+        sub["latest_invoice"] = inv["id"]
+    emit(origin, "customer.subscription.resumed", sub)
+    emit(origin, "customer.subscription.updated", sub, previous=prev)
+    if inv is not None:
+        emit(origin, "invoice.created", inv)
+        finalize_invoice(state, inv)
+        charge_invoice(state, inv, "succeeded")
+    return sub
+
+
 # --------------------------------------------------------------------------------------
 # Routing
 # --------------------------------------------------------------------------------------
@@ -913,9 +1623,10 @@ def api(method, pattern, spec_key):
     return deco
 
 
-def control(method, pattern):
+def control(method, pattern, lock=True):
+    """A control route. lock=False for handlers that wait (they take State.lock themselves)."""
     def deco(fn):
-        CONTROL_ROUTES.append((method, re.compile("^" + pattern + "$"), fn))
+        CONTROL_ROUTES.append((method, re.compile("^" + pattern + "$"), fn, lock))
         return fn
     return deco
 
@@ -929,10 +1640,32 @@ EXPANDABLE = {
     "payment_intent": {"customer", "latest_charge", "payment_method", "application", "on_behalf_of",
                        "review"},
     "charge": {"customer", "payment_intent", "payment_method", "balance_transaction", "application",
-               "application_fee", "review", "on_behalf_of", "source_transfer", "transfer"},
+               "application_fee", "review", "on_behalf_of", "source_transfer", "transfer", "refunds"},
     "item": {"price"},
     "price": {"product"},
+    "plan": {"product"},
     "event": set(),
+    "refund": {"charge", "payment_intent", "balance_transaction", "failure_balance_transaction",
+               "source_transfer_reversal", "transfer_reversal"},
+    "subscription": {"customer", "latest_invoice", "default_payment_method", "default_source",
+                     "pending_setup_intent", "schedule", "application", "on_behalf_of", "test_clock"},
+    "subscription_item": {"price", "plan"},
+    "invoice": {"customer", "payments", "default_payment_method", "default_source", "latest_revision",
+                "on_behalf_of", "application", "test_clock", "account_tax_ids"},
+    "invoice_payment": {"invoice"},
+    "webhook_endpoint": set(),
+}
+
+
+def _includable(fn_name):
+    return lambda ctx, obj: globals()[fn_name](ctx, obj["id"])
+
+
+# Fields that are absent unless expanded (Stripe's "includable" fields), built on demand.
+INCLUDABLE = {
+    ("checkout.session", "line_items"): _includable("line_items_list"),
+    ("invoice", "payments"): _includable("invoice_payments_list"),
+    ("charge", "refunds"): _includable("charge_refunds_list"),
 }
 
 
@@ -963,8 +1696,8 @@ def _expand_one(ctx, obj, parts, full, depth):
                       "instead." % (head, full), param="expand")
     if head not in EXPANDABLE.get(otype, set()):
         raise invalid("This property cannot be expanded (%s)." % head, param="expand")
-    if otype == "checkout.session" and head == "line_items":
-        obj["line_items"] = line_items_list(ctx, obj["id"])
+    if (otype, head) in INCLUDABLE:
+        obj[head] = INCLUDABLE[(otype, head)](ctx, obj)
     else:
         val = obj.get(head)
         if isinstance(val, str):
@@ -1002,7 +1735,8 @@ def paginate(ctx, objs, params, url, id_param_type, presorted=False):
     else:
         page = objs[:limit]
         more = len(objs) > limit
-    return {"object": "list", "data": [copy.deepcopy(o) for o in page], "has_more": more, "url": url}
+    # No copies: responses are serialised under State.lock, and expand() copies before it changes.
+    return {"object": "list", "data": list(page), "has_more": more, "url": url}
 
 
 def filter_created(objs, created):
@@ -1252,6 +1986,10 @@ def _session_expire_lazily(st, session):
 
 
 def expire_session(st, session, ctx):
+    # A PaymentIntent left behind by a failed attempt is canceled with the session.
+    pi = st.get("payment_intent", session["payment_intent"]) if session.get("payment_intent") else None
+    if pi is not None and pi["status"] in PI_CANCELABLE:
+        cancel_payment_intent_obj(ctx or st, pi, "automatic")
     session.update(status="expired", url=None)
     emit(ctx or st, "checkout.session.expired", session)
 
@@ -1408,7 +2146,9 @@ def get_event(ctx, p, ev_id):
 @api("GET", r"/v1/events", "GET /v1/events")
 def list_events(ctx, p):
     st = ctx.state
-    objs = [e for e in st.events if e["livemode"] == ctx.livemode and e["created"] >= st.now() - 30 * 86400]
+    # st.events is in creation order and the clock never goes back: newest first without a sort
+    cutoff = st.now() - 30 * 86400
+    objs = [e for e in reversed(st.events) if e["livemode"] == ctx.livemode and e["created"] >= cutoff]
     if "type" in p and "types" in p:
         raise exclusive("type", "types")
     if "type" in p:
@@ -1417,10 +2157,327 @@ def list_events(ctx, p):
     if "types" in p:
         objs = [e for e in objs if e["type"] in set(p["types"])]
     if "delivery_success" in p:
-        # No webhook endpoints exist yet, so no event was delivered or failed delivery.
-        objs = []
+        # false: some endpoint has not answered 2xx yet (still retrying or given up).
+        objs = [e for e in objs if (e["pending_webhooks"] == 0) == p["delivery_success"]]
     objs = filter_created(objs, p.get("created"))
-    return 200, paginate(ctx, objs, p, "/v1/events", "event")
+    return 200, paginate(ctx, objs, p, "/v1/events", "event", presorted=True)
+
+
+@api("POST", r"/v1/payment_intents/" + ID + r"/cancel", "POST /v1/payment_intents/{intent}/cancel")
+def cancel_payment_intent(ctx, p, pi_id):
+    pi = ctx.lookup("payment_intent", pi_id, "intent")
+    if pi["status"] not in PI_CANCELABLE:
+        raise StripeError(400, "You cannot cancel this PaymentIntent because it has a status of %s. Only a "
+                          "PaymentIntent with one of the following statuses may be canceled: %s."
+                          % (pi["status"], ", ".join(PI_CANCELABLE)),
+                          code="payment_intent_unexpected_state", extra={"payment_intent": copy.deepcopy(pi)})
+    cancel_payment_intent_obj(ctx, pi, p.get("cancellation_reason"))
+    return 200, pi
+
+
+def merge_metadata(old, new):
+    """Stripe's update semantics: "" clears all, a key set to "" is removed."""
+    if new == "":
+        return {}
+    out = dict(old)
+    for k, v in new.items():
+        if v == "":
+            out.pop(k, None)
+        else:
+            out[k] = v
+    return out
+
+
+def clean_metadata(md):
+    return {k: v for k, v in md.items() if v != ""} if md else {}
+
+
+# --------------------------------------------------------------------------------------
+# Refunds
+# --------------------------------------------------------------------------------------
+
+@api("POST", r"/v1/refunds", "POST /v1/refunds")
+def create_refund_api(ctx, p):
+    for k in ("customer", "origin", "instructions_email", "currency"):
+        if k in p:   # customer-balance refunds: no such balance in the emulator
+            raise invalid("The emulator only refunds charges: `%s` is not supported." % k, param=k)
+    if "amount" in p:
+        check_range(p["amount"], 1, None, "amount")
+    ch = refund_charge_for(ctx.state, ctx.livemode, p.get("payment_intent"), p.get("charge"))
+    return 200, create_refund(ctx, ctx.state, ch, p.get("amount"), p.get("reason"), clean_metadata(p.get("metadata")))
+
+
+@api("GET", r"/v1/refunds/" + ID, "GET /v1/refunds/{refund}")
+def get_refund(ctx, p, re_id):
+    return 200, ctx.lookup("refund", re_id, "refund")
+
+
+@api("GET", r"/v1/refunds", "GET /v1/refunds")
+def list_refunds(ctx, p):
+    objs = [r for r in ctx.state.all("refund") if ctx.state.livemode_of(r) == ctx.livemode]
+    for k in ("payment_intent", "charge"):
+        if k in p:
+            objs = [r for r in objs if r[k] == p[k]]
+    objs = filter_created(objs, p.get("created"))
+    return 200, paginate(ctx, objs, p, "/v1/refunds", "refund")
+
+
+# --------------------------------------------------------------------------------------
+# Prices
+# --------------------------------------------------------------------------------------
+
+MAX_INTERVAL_COUNT = {"day": 365, "week": 52, "month": 12, "year": 1}
+
+
+@api("POST", r"/v1/prices", "POST /v1/prices")
+def create_price_api(ctx, p):
+    st = ctx.state
+    cur = check_currency(p["currency"], "currency")
+    for k in ("tiers", "tiers_mode", "custom_unit_amount", "currency_options", "transform_quantity"):
+        if k in p:
+            raise invalid("The emulator supports per-unit prices only: `%s` is not supported." % k, param=k)
+    if p.get("billing_scheme") == "tiered":
+        raise invalid("The emulator supports per-unit prices only.", param="billing_scheme")
+    if "product" in p and "product_data" in p:
+        raise exclusive("product", "product_data")
+    if "product" not in p and "product_data" not in p:
+        raise missing("product")
+    if "unit_amount" in p and "unit_amount_decimal" in p:
+        raise exclusive("unit_amount", "unit_amount_decimal")
+    if "unit_amount" not in p and "unit_amount_decimal" not in p:
+        raise missing("unit_amount")
+    ua, uad = p.get("unit_amount"), p.get("unit_amount_decimal")
+    if ua is not None:
+        check_range(ua, 0, MAX_AMOUNT, "unit_amount")
+    else:
+        try:
+            dec = decimal.Decimal(uad)
+        except decimal.InvalidOperation:
+            raise invalid("Invalid decimal: %s" % uad, param="unit_amount_decimal")
+        if not dec.is_finite() or dec < 0 or dec > MAX_AMOUNT or -dec.as_tuple().exponent > 12:
+            raise invalid("Invalid decimal: %s" % uad, param="unit_amount_decimal")
+    rec = p.get("recurring")
+    if rec:
+        count = rec.get("interval_count", 1)
+        if count < 1 or count > MAX_INTERVAL_COUNT[rec["interval"]]:
+            raise invalid("Invalid recurring[interval_count]: the maximum billing interval is one year "
+                          "(1 year, 12 months, 52 weeks or 365 days).", param="recurring[interval_count]")
+        if rec.get("usage_type", "licensed") != "licensed" or "aggregate_usage" in rec:
+            raise invalid("The emulator supports licensed prices only.", param="recurring[usage_type]")
+    if "product" in p:
+        product = st.get("product", p["product"])
+        if product is None or product["livemode"] != ctx.livemode:
+            raise StripeError(400, "No such product: '%s'" % p["product"], code="resource_missing",
+                              param="product", store=False)
+    else:
+        pd = p["product_data"]
+        if "id" in pd and st.get("product", pd["id"]) is not None:
+            raise invalid("Product already exists.", param="product_data[id]", code="resource_already_exists")
+        product = make_product(st, ctx.livemode, pd["name"], metadata=clean_metadata(pd.get("metadata")),
+                               tax_code=pd.get("tax_code"))
+        if "id" in pd:
+            st.objects["product"].pop(product["id"])
+            product["id"] = pd["id"]
+            st.put(product)
+        product.update(active=pd.get("active", True), statement_descriptor=pd.get("statement_descriptor"),
+                       unit_label=pd.get("unit_label"))
+        emit(ctx, "product.created", product)
+    price = make_price(st, ctx.livemode, cur, product["id"], ua, uad, rec, active=p.get("active", True),
+                       metadata=clean_metadata(p.get("metadata")), tax_behavior=p.get("tax_behavior"))
+    price.update(nickname=p.get("nickname"), lookup_key=p.get("lookup_key"))
+    if rec:
+        emit(ctx, "plan.created", plan_of(price))
+    emit(ctx, "price.created", price)
+    return 200, price
+
+
+@api("GET", r"/v1/prices/" + ID, "GET /v1/prices/{price}")
+def get_price(ctx, p, price_id):
+    return 200, ctx.lookup("price", price_id, "price")
+
+
+# --------------------------------------------------------------------------------------
+# Subscriptions and invoices
+# --------------------------------------------------------------------------------------
+
+SUB_ENDED = ("canceled", "incomplete_expired")
+# Accepted by Stripe on update but not emulated: rejected explicitly rather than ignored.
+SUB_UPDATE_SUPPORTED = {"cancel_at_period_end", "cancel_at", "metadata", "pause_collection",
+                        "cancellation_details", "description", "expand", "proration_behavior",
+                        "payment_behavior", "off_session"}
+
+
+@api("GET", r"/v1/subscriptions/" + ID, "GET /v1/subscriptions/{subscription_exposed_id}")
+def get_subscription(ctx, p, sub_id):
+    return 200, ctx.lookup("subscription", sub_id, "subscription_exposed_id")
+
+
+@api("POST", r"/v1/subscriptions/" + ID, "POST /v1/subscriptions/{subscription_exposed_id}")
+def update_subscription(ctx, p, sub_id):
+    sub = ctx.lookup("subscription", sub_id, "subscription_exposed_id")
+    if sub["status"] in SUB_ENDED and set(p) - {"metadata", "cancellation_details", "expand"}:
+        raise invalid("A canceled subscription can only update its cancellation_details and metadata.")
+    for k in p:
+        if k not in SUB_UPDATE_SUPPORTED:
+            raise invalid("The emulator does not implement `%s` on subscription updates." % k, param=k)
+    if "cancel_at" in p and p.get("cancel_at_period_end"):
+        raise exclusive("cancel_at", "cancel_at_period_end")
+    now = ctx.state.now()
+    prev = {}
+
+    def change(key, value):
+        if sub[key] != value:
+            prev.setdefault(key, copy.deepcopy(sub[key]))
+            sub[key] = value
+
+    _, period_end = sub_period(sub)
+    details = dict(sub["cancellation_details"])
+    if "cancellation_details" in p and p["cancellation_details"] != "":
+        for k in ("comment", "feedback"):
+            if k in p["cancellation_details"]:
+                details[k] = p["cancellation_details"][k] or None
+    if "cancel_at_period_end" in p or "cancel_at" in p:
+        if p.get("cancel_at_period_end") or p.get("cancel_at", "") != "":
+            at = period_end if p.get("cancel_at_period_end") else p["cancel_at"]
+            if at < now:
+                raise invalid("cancel_at must be in the future.", param="cancel_at")
+            change("cancel_at_period_end", bool(p.get("cancel_at_period_end")))
+            change("cancel_at", at)
+            change("canceled_at", sub["canceled_at"] or now)
+            details["reason"] = "cancellation_requested"
+        else:
+            change("cancel_at_period_end", False)
+            change("cancel_at", None)
+            change("canceled_at", None)
+            details["reason"] = None
+    change("cancellation_details", details)
+    if "metadata" in p:
+        new = merge_metadata(sub["metadata"], p["metadata"])
+        if new != sub["metadata"]:
+            prev["metadata"] = {k: sub["metadata"].get(k) for k in set(new) | set(sub["metadata"])
+                                if new.get(k) != sub["metadata"].get(k)}
+            sub["metadata"] = new
+    if "pause_collection" in p:
+        pc = p["pause_collection"]
+        change("pause_collection", None if pc == "" else {"behavior": pc["behavior"],
+                                                           "resumes_at": pc.get("resumes_at")})
+    if "description" in p:
+        change("description", p["description"] or None)
+    if prev:
+        emit(ctx, "customer.subscription.updated", sub, previous=prev)
+    return 200, sub
+
+
+@api("DELETE", r"/v1/subscriptions/" + ID, "DELETE /v1/subscriptions/{subscription_exposed_id}")
+def cancel_subscription(ctx, p, sub_id):
+    sub = ctx.lookup("subscription", sub_id, "subscription_exposed_id")
+    if sub["status"] in SUB_ENDED:
+        # What Stripe answers for a subscription that has already ended (stripe-go#1887).
+        raise no_such("subscription", sub_id, "subscription_exposed_id")
+    cancel_subscription_now(ctx, sub, p.get("cancellation_details") or None)
+    return 200, sub
+
+
+@api("POST", r"/v1/subscriptions/" + ID + r"/resume", "POST /v1/subscriptions/{subscription}/resume")
+def resume_subscription_api(ctx, p, sub_id):
+    sub = ctx.lookup("subscription", sub_id, "subscription")
+    if sub["status"] != "paused":
+        raise invalid("Only subscriptions with `status=paused` can be resumed; subscription %s is %s."
+                      % (sub_id, sub["status"]), param="subscription")
+    resume_subscription(ctx, sub, p.get("billing_cycle_anchor", "now"))
+    return 200, sub
+
+
+@api("GET", r"/v1/invoices/" + ID, "GET /v1/invoices/{invoice}")
+def get_invoice(ctx, p, in_id):
+    return 200, ctx.lookup("invoice", in_id, "invoice")
+
+
+# --------------------------------------------------------------------------------------
+# Webhook endpoints
+# --------------------------------------------------------------------------------------
+
+def new_webhook_endpoint(st, livemode, url, enabled_events, api_version=None, description=None,
+                         metadata=None, connect=False, secret=None, extra_secrets=(), timeout=10):
+    """Create an endpoint (both APIs); returns (endpoint, secret). Caller checks the limit."""
+    ep = st.put({
+        "api_version": api_version, "application": None, "created": st.now(), "description": description,
+        "enabled_events": list(enabled_events), "id": "we_1" + rand(23), "livemode": livemode,
+        "metadata": metadata or {}, "object": "webhook_endpoint", "status": "enabled", "url": url,
+    })
+    secret = secret or "whsec_" + rand(32)
+    st.hooks.register(ep, secret, extra_secrets, timeout, connect)
+    return ep, secret
+
+
+def endpoint_count(st, livemode):
+    return sum(1 for e in st.all("webhook_endpoint") if e["livemode"] == livemode)
+
+
+def with_secret(ep, secret):
+    out = copy.deepcopy(ep)
+    out["secret"] = secret
+    return out
+
+
+def _check_enabled_events(events):
+    if not events:
+        raise invalid("You must specify at least one event in enabled_events.", param="enabled_events")
+
+
+@api("POST", r"/v1/webhook_endpoints", "POST /v1/webhook_endpoints")
+def create_webhook_endpoint(ctx, p):
+    check_url(p["url"], "url")
+    _check_enabled_events(p["enabled_events"])
+    if "api_version" in p and not valid_api_version(p["api_version"]):
+        raise invalid("Invalid API version: %s" % p["api_version"], param="api_version")
+    if endpoint_count(ctx.state, ctx.livemode) >= WEBHOOK_ENDPOINT_LIMIT:
+        raise StripeError(400, "You have reached the maximum of %d webhook endpoints in %s mode."
+                          % (WEBHOOK_ENDPOINT_LIMIT, "live" if ctx.livemode else "test"))
+    ep, secret = new_webhook_endpoint(ctx.state, ctx.livemode, p["url"], p["enabled_events"],
+                                      p.get("api_version"), p.get("description"),
+                                      clean_metadata(p.get("metadata")), p.get("connect", False))
+    return 200, with_secret(ep, secret)   # the only response that shows the secret
+
+
+@api("GET", r"/v1/webhook_endpoints/" + ID, "GET /v1/webhook_endpoints/{webhook_endpoint}")
+def get_webhook_endpoint(ctx, p, we_id):
+    return 200, ctx.lookup("webhook_endpoint", we_id, "webhook_endpoint")
+
+
+@api("POST", r"/v1/webhook_endpoints/" + ID, "POST /v1/webhook_endpoints/{webhook_endpoint}")
+def update_webhook_endpoint(ctx, p, we_id):
+    ep = ctx.lookup("webhook_endpoint", we_id, "webhook_endpoint")
+    if "url" in p:
+        check_url(p["url"], "url")
+    if "enabled_events" in p:
+        _check_enabled_events(p["enabled_events"])
+    with ctx.state.hooks.cond:   # delivery threads read these fields
+        if "url" in p:
+            ep["url"] = p["url"]
+        if "enabled_events" in p:
+            ep["enabled_events"] = list(p["enabled_events"])
+        if "disabled" in p:
+            ep["status"] = "disabled" if p["disabled"] else "enabled"
+        if "description" in p:
+            ep["description"] = p["description"] or None
+        if "metadata" in p:
+            ep["metadata"] = merge_metadata(ep["metadata"], p["metadata"])
+    return 200, ep
+
+
+@api("DELETE", r"/v1/webhook_endpoints/" + ID, "DELETE /v1/webhook_endpoints/{webhook_endpoint}")
+def delete_webhook_endpoint(ctx, p, we_id):
+    ctx.lookup("webhook_endpoint", we_id, "webhook_endpoint")
+    del ctx.state.objects["webhook_endpoint"][we_id]
+    ctx.state.hooks.remove(we_id)
+    return 200, {"deleted": True, "id": we_id, "object": "webhook_endpoint"}
+
+
+@api("GET", r"/v1/webhook_endpoints", "GET /v1/webhook_endpoints")
+def list_webhook_endpoints(ctx, p):
+    objs = [e for e in ctx.state.all("webhook_endpoint") if e["livemode"] == ctx.livemode]
+    return 200, paginate(ctx, objs, p, "/v1/webhook_endpoints", "webhook_endpoint")
 
 
 # --------------------------------------------------------------------------------------
@@ -1604,13 +2661,21 @@ def c_complete_session(st, body, q, cs_id):
             cust = make_customer(st, s["livemode"], details["email"], details["name"])
             emit(st, "customer.created", cust)
         sub = make_subscription(st, s["livemode"], cust["id"], aux.get("line_items", []),
-                                aux.get("subscription_data", {}).get("metadata"),
-                                "active" if outcome == "paid" else "incomplete")
+                                clean_metadata(aux.get("subscription_data", {}).get("metadata")), "incomplete")
+        start, _ = sub_period(sub)
+        inv = make_invoice(st, sub, "subscription_create", start, start)
+        sub["latest_invoice"] = inv["id"]
+        aux["invoice"] = inv["id"]
         emit(st, "customer.subscription.created", sub)
+        emit(st, "invoice.created", inv)
+        finalize_invoice(st, inv)
+        charge_invoice(st, inv, "succeeded" if outcome == "paid" else "processing")
         s.update(status="complete", payment_status="paid" if outcome == "paid" else "unpaid",
                  customer=cust["id"], subscription=sub["id"], url=None,
                  customer_details=_customer_details(st, s, body))
         emit(st, "checkout.session.completed", s)
+        if outcome == "paid":
+            sub_set_status(st, sub, "active")
         return 200, s
     pid = aux.get("payment_intent_data", {})
     pi = st.get("payment_intent", s["payment_intent"]) if s["payment_intent"] else None
@@ -1648,10 +2713,18 @@ def c_session_async(st, body, q, cs_id):
     """A delayed (bank) payment of a completed session settles: outcome succeeded | failed."""
     outcome = _outcome(body, ("succeeded", "failed"))
     s = _session_or_404(st, cs_id)
-    pi = st.get("payment_intent", s["payment_intent"]) if s["payment_intent"] else None
+    inv = st.get("invoice", st.aux.get(cs_id, {}).get("invoice"))
+    pi_id = s["payment_intent"] or (st.aux.get(inv["id"], {}).get("payment_intent") if inv else None)
+    pi = st.get("payment_intent", pi_id) if pi_id else None
     if s["status"] != "complete" or pi is None or pi["status"] != "processing":
         raise ControlError(400, "checkout session %s has no payment in processing" % cs_id)
     settle_async(st, pi, outcome)
+    if inv is not None:
+        if outcome == "succeeded":
+            invoice_paid(st, inv)
+            sub_set_status(st, st.get("subscription", s["subscription"]), "active")
+        else:
+            invoice_payment_failed(st, inv)
     if outcome == "succeeded":
         s["payment_status"] = "paid"
         emit(st, "checkout.session.async_payment_succeeded", s)
@@ -1683,6 +2756,255 @@ def c_settle_pi(st, body, q, pi_id):
         raise ControlError(400, "payment_intent %s is %s, not processing" % (pi_id, pi["status"]))
     settle_async(st, pi, outcome)
     return 200, pi
+
+
+# -- webhooks ---------------------------------------------------------------------------
+
+def _number(body, key, lo, hi, integer=False):
+    v = body[key]
+    if isinstance(v, bool) or not isinstance(v, int if integer else (int, float)) or not lo <= v <= hi:
+        raise ControlError(400, "%s must be %s between %s and %s" % (key, "an integer" if integer else "a number",
+                                                                     lo, hi))
+    return v
+
+
+def _endpoint_settings(body, partial):
+    """Validated control-API endpoint fields (url, secret, extra_secrets, timeout, ...)."""
+    out = {}
+    if "url" in body or not partial:
+        url = body.get("url")
+        if not isinstance(url, str) or urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+            raise ControlError(400, "url must be an http(s) URL")
+        out["url"] = url
+    if "secret" in body:
+        if not isinstance(body["secret"], str) or not body["secret"]:
+            raise ControlError(400, "secret must be a non-empty string")
+        out["secret"] = body["secret"]
+    if "extra_secrets" in body:
+        es = body["extra_secrets"]
+        if not isinstance(es, list) or not all(isinstance(x, str) and x for x in es):
+            raise ControlError(400, "extra_secrets must be a list of strings")
+        out["extra_secrets"] = es
+    if "enabled_events" in body or not partial:
+        ev = body.get("enabled_events", ["*"])
+        if not isinstance(ev, list) or not ev or not all(isinstance(x, str) for x in ev):
+            raise ControlError(400, "enabled_events must be a non-empty list of event types")
+        out["enabled_events"] = ev
+    if "api_version" in body:
+        if body["api_version"] is not None and not valid_api_version(str(body["api_version"])):
+            raise ControlError(400, "api_version must look like YYYY-MM-DD[.name]")
+        out["api_version"] = body["api_version"]
+    if "timeout" in body:
+        out["timeout"] = _number(body, "timeout", 0.001, 600)
+    if "disabled" in body:
+        out["status"] = "disabled" if body["disabled"] else "enabled"
+    for k in ("description",):
+        if k in body:
+            out[k] = body[k]
+    return out
+
+
+def _endpoint_view(st, ep):
+    r = st.hooks.route(ep["id"])
+    out = with_secret(ep, r.secret if r else None)
+    out["extra_secrets"] = list(r.extra_secrets) if r else []
+    out["timeout"] = r.timeout if r else None
+    return out
+
+
+@control("POST", r"/_emulator/webhook_endpoints")
+def c_add_endpoint(st, body, q):
+    """An endpoint as the dashboard makes it; the same object /v1/webhook_endpoints lists."""
+    conf = _endpoint_settings(body, partial=False)
+    live = bool(body.get("livemode", False))
+    if endpoint_count(st, live) >= WEBHOOK_ENDPOINT_LIMIT:
+        raise ControlError(400, "the account already has %d webhook endpoints" % WEBHOOK_ENDPOINT_LIMIT)
+    ep, _ = new_webhook_endpoint(st, live, conf["url"], conf["enabled_events"], conf.get("api_version"),
+                                 conf.get("description"), None, False, conf.get("secret"),
+                                 conf.get("extra_secrets", ()), conf.get("timeout", 10))
+    if conf.get("status"):
+        ep["status"] = conf["status"]
+    return 200, _endpoint_view(st, ep)
+
+
+@control("GET", r"/_emulator/webhook_endpoints")
+def c_list_endpoints(st, body, q):
+    return 200, [_endpoint_view(st, ep) for ep in st.all("webhook_endpoint")]
+
+
+@control("POST", r"/_emulator/webhook_endpoints/" + ID)
+def c_update_endpoint(st, body, q, we_id):
+    """Change an endpoint, including what the API cannot: secret, extra_secrets, timeout."""
+    ep = st.get("webhook_endpoint", we_id)
+    r = st.hooks.route(we_id)
+    if ep is None or r is None:
+        raise ControlError(404, "no such webhook_endpoint: %s" % we_id)
+    conf = _endpoint_settings(body, partial=True)
+    with st.hooks.cond:
+        for k in ("url", "enabled_events", "api_version", "status", "description"):
+            if k in conf:
+                ep[k] = conf[k]
+        r.secret = conf.get("secret", r.secret)
+        r.extra_secrets = conf.get("extra_secrets", r.extra_secrets)
+        r.timeout = conf.get("timeout", r.timeout)
+    return 200, _endpoint_view(st, ep)
+
+
+@control("GET", r"/_emulator/webhook_config")
+def c_get_webhook_config(st, body, q):
+    with st.hooks.cond:
+        return 200, copy.deepcopy(st.hooks.config)
+
+
+@control("POST", r"/_emulator/webhook_config")
+def c_webhook_config(st, body, q):
+    changes = {}
+    for k in body:
+        if k not in DEFAULT_WEBHOOK_CONFIG:
+            raise ControlError(400, "unknown setting %s; known: %s" % (k, ", ".join(DEFAULT_WEBHOOK_CONFIG)))
+    if "retry_delays" in body:
+        d = body["retry_delays"]
+        if (not isinstance(d, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                               and 0 <= x <= 3600 for x in d)):
+            raise ControlError(400, "retry_delays must be a list of seconds (0 to 3600)")
+        changes["retry_delays"] = d
+    if "max_attempts" in body:
+        changes["max_attempts"] = _number(body, "max_attempts", 1, 1000, integer=True)
+    if "shuffle" in body:
+        if not isinstance(body["shuffle"], bool):
+            raise ControlError(400, "shuffle must be true or false")
+        changes["shuffle"] = body["shuffle"]
+    if "duplicate" in body:
+        changes["duplicate"] = _number(body, "duplicate", 0, 1)
+    if "concurrency" in body:
+        changes["concurrency"] = _number(body, "concurrency", 1, 32, integer=True)
+    if "timestamp_offset" in body:
+        changes["timestamp_offset"] = _number(body, "timestamp_offset", -10 ** 9, 10 ** 9, integer=True)
+    return 200, st.hooks.configure(changes)
+
+
+@control("GET", r"/_emulator/deliveries")
+def c_deliveries(st, body, q):
+    with st.hooks.cond:
+        out = [dict(d) for d in st.hooks.deliveries]
+    if "event_id" in q:
+        out = [d for d in out if d["event_id"] == q["event_id"]]
+    if "endpoint" in q:
+        out = [d for d in out if d["endpoint"] == q["endpoint"]]
+    return 200, out
+
+
+@control("GET", r"/_emulator/deliveries/pending")
+def c_deliveries_pending(st, body, q):
+    return 200, {"pending": st.hooks.pending(), "failed": st.hooks.failed()}
+
+
+@control("POST", r"/_emulator/events/" + ID + r"/redeliver")
+def c_redeliver(st, body, q, ev_id):
+    ev = st.get("event", ev_id)
+    if ev is None:
+        raise ControlError(404, "no such event: %s" % ev_id)
+    ep_id = body.get("endpoint")
+    if ep_id is not None and st.hooks.route(ep_id) is None:
+        raise ControlError(404, "no such webhook_endpoint: %s" % ep_id)
+    return 200, {"queued": st.hooks.redeliver(ev, ep_id)}
+
+
+@control("POST", r"/_emulator/webhooks/flush", lock=False)
+def c_flush(st, body, q):
+    """Wait (without the state lock) until no delivery is queued or in flight."""
+    timeout = _number(body, "timeout", 0, 600) if "timeout" in body else 10
+    left = st.hooks.flush(timeout)
+    return 200, {"pending": left, "failed": st.hooks.failed()}
+
+
+# -- refunds ----------------------------------------------------------------------------
+
+@control("POST", r"/_emulator/refunds")
+def c_dashboard_refund(st, body, q):
+    """A refund made in the dashboard: no metadata, no API request of ours; same events."""
+    livemode = bool(body.get("livemode", False))
+    amount = body.get("amount")
+    if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int)):
+        raise ControlError(400, "amount must be an integer")
+    reason = body.get("reason")
+    if reason not in (None, "duplicate", "fraudulent", "requested_by_customer"):
+        raise ControlError(400, "reason must be duplicate, fraudulent or requested_by_customer")
+    try:
+        ch = refund_charge_for(st, livemode, body.get("payment_intent"), body.get("charge"))
+        return 200, create_refund(st, st, ch, amount, reason, {})
+    except StripeError as e:
+        raise ControlError(e.status, e.message)
+
+
+@control("POST", r"/_emulator/refunds/next_status")
+def c_refund_next_status(st, body, q):
+    status = body.get("status")
+    if status not in ("succeeded", "pending", "requires_action"):
+        raise ControlError(400, "status must be succeeded, pending or requires_action")
+    st.refund_next_status = status
+    return 200, {"next_status": status}
+
+
+@control("POST", r"/_emulator/refunds/" + ID + r"/settle")
+def c_settle_refund(st, body, q, re_id):
+    outcome = _outcome(body, ("succeeded", "failed", "canceled"))
+    re_ = st.get("refund", re_id)
+    if re_ is None:
+        raise ControlError(404, "no such refund: %s" % re_id)
+    reason = body.get("failure_reason", "expired_or_canceled_card")
+    if reason not in REFUND_FAILURE_REASONS:
+        raise ControlError(400, "failure_reason must be one of %s" % ", ".join(REFUND_FAILURE_REASONS))
+    return 200, settle_refund(st, re_, outcome, reason)
+
+
+# -- subscriptions ----------------------------------------------------------------------
+
+def _subscription_or_404(st, sub_id, allowed):
+    sub = st.get("subscription", sub_id)
+    if sub is None:
+        raise ControlError(404, "no such subscription: %s" % sub_id)
+    if sub["status"] not in allowed:
+        raise ControlError(400, "subscription %s is %s; this needs one of %s" % (sub_id, sub["status"],
+                                                                                 ", ".join(allowed)))
+    return sub
+
+
+@control("POST", r"/_emulator/subscriptions/" + ID + r"/renew")
+def c_renew(st, body, q, sub_id):
+    """The clock reaches the period end: the next period is billed and paid (or the sub ends)."""
+    sub = _subscription_or_404(st, sub_id, ("active", "past_due", "trialing"))
+    renew_subscription(st, sub, "succeeded")
+    return 200, sub
+
+
+@control("POST", r"/_emulator/subscriptions/" + ID + r"/fail_renewal")
+def c_fail_renewal(st, body, q, sub_id):
+    """The clock reaches the period end and the renewal payment is declined: past_due."""
+    sub = _subscription_or_404(st, sub_id, ("active", "past_due", "trialing"))
+    renew_subscription(st, sub, "failed")
+    return 200, sub
+
+
+@control("POST", r"/_emulator/subscriptions/" + ID + r"/pause")
+def c_pause(st, body, q, sub_id):
+    """Status paused (as when a trial ends without a payment method)."""
+    sub = _subscription_or_404(st, sub_id, ("active", "past_due", "trialing"))
+    prev = {"status": sub["status"]}
+    sub["status"] = "paused"
+    emit(st, "customer.subscription.paused", sub)
+    emit(st, "customer.subscription.updated", sub, previous=prev)
+    return 200, sub
+
+
+@control("POST", r"/_emulator/subscriptions/" + ID + r"/resume")
+def c_resume(st, body, q, sub_id):
+    sub = _subscription_or_404(st, sub_id, ("paused",))
+    anchor = body.get("billing_cycle_anchor", "now")
+    if anchor not in ("now", "unchanged"):
+        raise ControlError(400, "billing_cycle_anchor must be now or unchanged")
+    resume_subscription(st, sub, anchor)
+    return 200, sub
 
 
 # --------------------------------------------------------------------------------------
@@ -1781,6 +3103,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def dispatch(self):
+        STATE.hooks.request_started()
+        try:
+            self._dispatch()
+        finally:
+            STATE.hooks.request_ended()
+
+    def _dispatch(self):
         started = time.monotonic()
         url = urllib.parse.urlsplit(self.path)
         path, query = url.path, url.query
@@ -1829,7 +3158,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
         def respond(status, obj, headers=None):
             if slow_until is not None:
-                release.wait(max(0.0, slow_until - time.monotonic()))
+                with st.hooks.waiting():
+                    release.wait(max(0.0, slow_until - time.monotonic()))
             record["status"] = status
             h = {"Stripe-Version": api_version} if api_version else {}
             h.update(headers or {})
@@ -1843,7 +3173,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             mode = fault["mode"]
             if mode in ("reset", "hang"):
                 if mode == "hang":
-                    release.wait(fault["seconds"])
+                    with st.hooks.waiting():
+                        release.wait(fault["seconds"])
                 self.abort_connection(rst=(mode == "reset"))
                 return "-"
             if mode == "slow":
@@ -1910,7 +3241,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                    {"Idempotent-Replayed": "true", "Original-Request": entry["request_id"],
                                     "Idempotency-Key": idem_key})
             if slow_until is not None:
-                release.wait(max(0.0, slow_until - time.monotonic()))
+                with st.hooks.waiting():
+                    release.wait(max(0.0, slow_until - time.monotonic()))
             if fault and fault["store"]:
                 status, obj, headers = self.fault_response(fault)
                 raise StripeError(status, obj["error"]["message"], type_=obj["error"]["type"],
@@ -1920,11 +3252,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if spec is None:
                 raise RuntimeError("no parameter spec for %s" % spec_key)
             with st.lock:
-                params = check(spec, raw_params, "", api_version)
-                ctx = Ctx(st, api_key, api_version, request_id, idem_key)
-                status, obj = fn(ctx, params, *groups)
-                if params.get("expand"):
-                    obj = expand(ctx, obj, params["expand"])
+                try:
+                    params = check(spec, raw_params, "", api_version)
+                    ctx = Ctx(st, api_key, api_version, request_id, idem_key)
+                    status, obj = fn(ctx, params, *groups)
+                    if params.get("expand"):
+                        obj = expand(ctx, obj, params["expand"])
+                finally:
+                    st.deliver_outbox()   # events are sent even when the request ends in an error
                 body_json = json.dumps(obj, sort_keys=False)
                 if idem_slot:
                     st.idem[idem_slot].update(in_flight=False, status=status, body=body_json,
@@ -2022,12 +3357,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except ValueError:
             self.send(400, {"error": "body must be a JSON object"})
             return 400
-        for m, rx, fn in CONTROL_ROUTES:
+        for m, rx, fn, lock in CONTROL_ROUTES:
             mt = rx.match(path)
             if mt and m == self.command:
                 try:
-                    with st.lock:
-                        status, obj = fn(st, data, q, *mt.groups())
+                    if lock:
+                        with st.lock:
+                            try:
+                                status, obj = fn(st, data, q, *mt.groups())
+                            finally:
+                                st.deliver_outbox()
+                            raw = (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+                    else:
+                        with st.hooks.waiting():
+                            status, obj = fn(st, data, q, *mt.groups())
                         raw = (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
                 except ControlError as e:
                     status, raw = e.status, (json.dumps({"error": e.message}) + "\n").encode("utf-8")
@@ -2048,6 +3391,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     c_complete_session(STATE, {"outcome": outcome}, {}, cs_id)
                 except ControlError:
                     pass
+                finally:
+                    STATE.deliver_outbox()
             page = ("<!doctype html><title>Emulated Checkout</title><h1>%s</h1><p>status: %s, payment_status: "
                     "%s, amount_total: %s %s</p>" % (cs_id, s["status"], s["payment_status"], s["amount_total"],
                                                       s["currency"])) if s else "<h1>No such session</h1>"
@@ -2088,6 +3433,9 @@ def main(argv=None):
     if not valid_api_version(args.api_version):
         ap.error("--api-version must look like YYYY-MM-DD[.name]")
     SPECS = load_specs()
+    # Delivery threads run Python code (the event bodies are pretty-printed JSON); a short
+    # switch interval keeps them from holding requests up for the default 5 ms.
+    sys.setswitchinterval(0.0005)
     if args.log:
         LOG = open(args.log, "a", encoding="utf-8")
     if ":" in args.host:
