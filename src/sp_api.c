@@ -670,11 +670,17 @@ stripepay_stripe_refund(PG_FUNCTION_ARGS)
 
 	argtypes[0] = INT8OID;
 	values[0] = Int64GetDatum(payment_id);
-	/* the lock that makes concurrent refunds of one payment take turns */
-	if (sp_exec("SELECT status, currency, amount, order_id, payment_intent_id, charge_id,"
+	/*
+	 * The lock that makes concurrent refunds of one payment take turns.  The
+	 * sum of refunds is read by a later statement: under READ COMMITTED only
+	 * a new snapshot sees the refund a transaction we waited for committed.
+	 */
+	if (sp_exec("SELECT id FROM stripepay.payment_record WHERE id = $1 FOR UPDATE",
+				1, argtypes, values, NULL, SPI_OK_SELECT) == 0 ||
+		sp_exec("SELECT status, currency, amount, order_id, payment_intent_id, charge_id,"
 				"       (SELECT coalesce(sum(r.amount), 0) FROM stripepay.refund r"
 				"         WHERE r.payment_id = p.id AND r.status NOT IN ('FAILED', 'CANCELED'))"
-				"  FROM stripepay.payment_record p WHERE id = $1 FOR UPDATE",
+				"  FROM stripepay.payment_record p WHERE id = $1",
 				1, argtypes, values, NULL, SPI_OK_SELECT) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_SP_NO_SUCH_PAYMENT),

@@ -75,6 +75,9 @@ run_counted integration python3 "$SP_ROOT/test/integration/run.py"
 sp_log "webhook ingestion"
 run_counted webhooks python3 "$SP_ROOT/test/integration/webhooks.py"
 
+sp_log "refunds and subscriptions"
+run_counted money python3 "$SP_ROOT/test/integration/money.py"
+
 sp_log "stripepay-relay"
 run_counted relay python3 "$SP_ROOT/test/relay/run.py"
 

@@ -1,0 +1,313 @@
+"""Refunds and subscriptions against the emulator: limits, concurrency,
+rollback-then-retry, webhooks confirming, the subscription lifecycle,
+renewals and who may do what."""
+import re
+import threading
+import time
+
+from harness import (SqlError, check, check_eq, emulator, emulator_events, emulator_requests,
+                     emulator_reset, event_bytes, expect_error, fault, ingest, psql, run,
+                     scalar, sign, WEBHOOK_SECRET)
+
+DB = "sp_money"
+KEY = "sk_test_4eC39HqLyjWDarjtT1zdp7dc"
+
+
+def q(sql):
+    return psql(sql, db=DB)
+
+
+def one(sql):
+    return scalar(sql, db=DB)
+
+
+def deliver_all(since=0):
+    """Delivers every emulator event from index `since` on; returns the count."""
+    events = emulator_events()
+    for e in events[since:]:
+        body = event_bytes(e)
+        ingest(body, sign(body), db=DB)
+    return len(events)
+
+
+def setup():
+    psql(f"DROP DATABASE IF EXISTS {DB}", db="postgres")
+    psql(f"CREATE DATABASE {DB}", db="postgres")
+    q("CREATE EXTENSION stripepay")
+    q(f"SELECT 1 FROM stripepay.configure(secret_key => '{KEY}', success_url => 'https://shop.example/ok',"
+      " cancel_url => 'https://shop.example/cancel')")
+    q(f"SELECT 1 FROM stripepay.add_webhook_secret('{WEBHOOK_SECRET}')")
+    q("DROP ROLE IF EXISTS regress_sp_shop; CREATE ROLE regress_sp_shop LOGIN IN ROLE stripepay_user;"
+      "DROP ROLE IF EXISTS regress_sp_other; CREATE ROLE regress_sp_other LOGIN IN ROLE stripepay_user;"
+      "DROP ROLE IF EXISTS regress_sp_boss; CREATE ROLE regress_sp_boss LOGIN IN ROLE stripepay_admin")
+
+
+_order = [3000]
+
+
+def paid_payment(amount=1000, currency="usd"):
+    """A SUCCESSFUL payment, made through Checkout and confirmed by webhooks."""
+    emulator_reset()
+    _order[0] += 1
+    pid, sess = q(f"SELECT id, checkout_session_id FROM stripepay.stripe_pay({_order[0]}, '{currency}', {amount})")[0]
+    emulator("POST", f"/_emulator/checkout/sessions/{sess}/complete", {"outcome": "paid"})
+    deliver_all()
+    check_eq(one(f"SELECT status FROM stripepay.payment_record WHERE id = {pid}"), "SUCCESSFUL", "payment")
+    return pid
+
+
+def stripe_refunds(pid):
+    pi = one(f"SELECT payment_intent_id FROM stripepay.payment_record WHERE id = {pid}")
+    return [r for r in emulator_requests("/v1/refunds") if r["method"] == "POST" and r["status"] == 200
+            and not r.get("replayed") and r["params"].get("payment_intent") == pi]
+
+
+# --- refunds ---------------------------------------------------------------------
+
+def test_refund_request_and_webhook_confirmation():
+    pid = paid_payment(3000)
+    before = len(emulator_events())
+    row = q(f"SELECT status, amount, stripe_refund_id LIKE 're_%', created_by FROM stripepay.stripe_refund({pid}, 1200)")
+    check_eq(row, [["PENDING", "1200", "t", "postgres"]], "refund row")
+    check_eq(one(f"SELECT amount_refunded FROM stripepay.payment_record WHERE id = {pid}"), "1200", "counted while pending")
+    r = [x for x in emulator_requests("/v1/refunds") if x["method"] == "POST"][0]
+    order_id = one(f"SELECT order_id FROM stripepay.payment_record WHERE id = {pid}")
+    rid = one(f"SELECT id FROM stripepay.refund WHERE payment_id = {pid}")
+    check_eq(r["params"]["amount"], "1200", "amount")
+    check_eq(r["params"]["metadata"], {"order_id": order_id, "stripepay_payment_id": str(pid),
+                                       "stripepay_refund_id": rid, "stripepay_refund_key": f"{pid}-0-1200"},
+             "metadata")
+    check(re.fullmatch(rf"stripepay-\d+-\d+-refund-{pid}-0-1200", r["headers"]["idempotency-key"]),
+          r["headers"]["idempotency-key"])
+    deliver_all(before)
+    check_eq(q(f"SELECT status FROM stripepay.refund WHERE id = {rid}"), [["SUCCEEDED"]], "after the webhook")
+    check_eq(q(f"SELECT refund_status, already_processed FROM stripepay.refund_flow WHERE refund_id = {rid} ORDER BY id"),
+             [["SUCCEEDED", "f"]], "refund flow")
+    check_eq(one(f"SELECT status FROM stripepay.payment_record WHERE id = {pid}"), "SUCCESSFUL", "payment stays")
+
+
+def test_refunds_never_exceed_what_is_left():
+    pid = paid_payment(1000)
+    q(f"SELECT 1 FROM stripepay.stripe_refund({pid}, 700)")
+    count = one("SELECT count(*) FROM stripepay.refund")
+    e = expect_error(f"SELECT stripepay.stripe_refund({pid}, 301)", "SP014", db=DB)
+    check("300" in e.stderr or "3.00" in e.stderr, e.stderr)
+    for sql, state in [(f"SELECT stripepay.stripe_refund({pid}, 0)", "22023"),
+                       (f"SELECT stripepay.stripe_refund({pid}, -5)", "22023"),
+                       (f"SELECT stripepay.stripe_refund({pid}, 10.5)", "22023"),
+                       (f"SELECT stripepay.stripe_refund({pid}, NULL)", "22004"),
+                       ("SELECT stripepay.stripe_refund(NULL, 1)", "22004"),
+                       ("SELECT stripepay.stripe_refund(987654321, 100)", "SP012")]:
+        expect_error(sql, state, db=DB)
+    _order[0] += 1
+    pending = one(f"SELECT id FROM stripepay.stripe_pay({_order[0]}, 'usd', 1000)")
+    expect_error(f"SELECT stripepay.stripe_refund({pending}, 100)", "SP013", db=DB)
+    check_eq(one("SELECT count(*) FROM stripepay.refund"), count, "refunds stored by refused calls")
+    check_eq(q(f"SELECT amount FROM stripepay.stripe_refund({pid}, 300)"), [["300"]], "the rest")
+    check_eq(one(f"SELECT amount_refunded FROM stripepay.payment_record WHERE id = {pid}"), "1000", "refunded")
+
+
+def test_concurrent_refunds_cannot_both_pass():
+    pid = paid_payment(1000)
+    fault("slow", 1, path_prefix="/v1/refunds", seconds=1)
+    results = []
+
+    def refund():
+        try:
+            q(f"SELECT 1 FROM stripepay.stripe_refund({pid}, 600)")
+            results.append("ok")
+        except SqlError as e:
+            results.append(e.sqlstate)
+
+    threads = [threading.Thread(target=refund) for _ in range(2)]
+    for t in threads:
+        t.start()
+        time.sleep(0.2)
+    for t in threads:
+        t.join(60)
+    check_eq(sorted(results), ["SP014", "ok"], "two concurrent refunds of 600 on 1000")
+    check_eq(len(stripe_refunds(pid)), 1, "refunds made at Stripe")
+    check_eq(one(f"SELECT amount_refunded FROM stripepay.payment_record WHERE id = {pid}"), "600", "refunded")
+
+
+def test_refund_retried_after_rollback_does_not_refund_twice():
+    pid = paid_payment(2000)
+    first = q(f"BEGIN; SELECT stripe_refund_id FROM stripepay.stripe_refund({pid}, 500); ROLLBACK;")
+    check_eq(one(f"SELECT count(*) FROM stripepay.refund WHERE payment_id = {pid}"), "0", "rolled back")
+    check_eq(len(stripe_refunds(pid)), 1, "Stripe made the refund")
+    again = q(f"SELECT stripe_refund_id, amount FROM stripepay.stripe_refund({pid}, 500)")
+    check_eq(again, [[first[0][0], "500"]], "the retry records the refund Stripe already made")
+    check_eq(len(stripe_refunds(pid)), 1, "refunds made at Stripe after the retry")
+    pi = one(f"SELECT payment_intent_id FROM stripepay.payment_record WHERE id = {pid}")
+    listed = emulator("GET", "/_emulator/objects")
+    at_stripe = [r for r in listed.get("refund", {}).values()] if isinstance(listed.get("refund"), dict) \
+        else listed.get("refund", [])
+    mine = [r for r in at_stripe if r.get("payment_intent") == pi]
+    check_eq(len(mine), 1, "refund objects at Stripe")
+    # a new refund after that one is a new operation, with a new key
+    check_eq(q(f"SELECT amount FROM stripepay.stripe_refund({pid}, 500)"), [["500"]], "a second refund")
+    check_eq(len(stripe_refunds(pid)), 2, "refunds at Stripe")
+
+
+def test_only_admins_refund():
+    pid = paid_payment(1000)
+    expect_error(f"SET ROLE regress_sp_shop; SELECT stripepay.stripe_refund({pid}, 100)", "42501", db=DB)
+    check_eq(q(f"SET ROLE regress_sp_boss; SELECT amount, created_by FROM stripepay.stripe_refund({pid}, 100)"),
+             [["100", "regress_sp_boss"]], "an admin refunds")
+
+
+def test_hostile_strings_are_refused_cleanly():
+    for value in ["usd'; DROP TABLE stripepay.refund; --", "us]d", "x" * 10000, "ùsd"]:
+        esc = value.replace("'", "''")
+        expect_error(f"SELECT stripepay.stripe_pay(1, '{esc}', 1000)", "22023", db=DB)
+    expect_error(f"SELECT stripepay.stripe_subscribe(1, 'price_x&y=z')", "22023", db=DB)
+    expect_error(f"SELECT stripepay.stripe_subscribe(1, 'price_' || repeat('a', 10000))", "22023", db=DB)
+    expect_error("SELECT stripepay.configure(brand_name => repeat('&=]', 4000))", "22001", db=DB)
+    check_eq(one("SELECT count(*) FROM stripepay.refund") is not None, True, "refund table intact")
+
+
+# --- subscriptions -----------------------------------------------------------------
+
+def price(amount=2000):
+    return emulator("POST", "/_emulator/prices", {"currency": "usd", "unit_amount": amount,
+                                                 "recurring": {"interval": "month"},
+                                                 "product_name": "Cheese club"})["id"]
+
+
+def subscribed(order_id, role=None):
+    emulator_reset()
+    p = price()
+    prefix = f"SET ROLE {role};" if role else ""
+    rp, sess, status = q(f"{prefix} SELECT id, checkout_session_id, status FROM stripepay.stripe_subscribe({order_id}, '{p}')")[0]
+    check_eq(status, "INCOMPLETE", "new subscription")
+    emulator("POST", f"/_emulator/checkout/sessions/{sess}/complete", {"outcome": "paid"})
+    deliver_all()
+    sub = one(f"SELECT subscription_id FROM stripepay.recurring_payment WHERE id = {rp}")
+    check(sub and sub.startswith("sub_"), f"subscription id {sub}")
+    return rp, sub, p
+
+
+def test_subscribe_request_and_activation():
+    emulator_reset()
+    p = price()
+    rp, url = q(f"SELECT id, checkout_url FROM stripepay.stripe_subscribe(4001, '{p}')")[0]
+    check(url.startswith("http"), url)
+    again = one(f"SELECT id FROM stripepay.stripe_subscribe(4001, '{p}')")
+    check_eq(again, rp, "a second call while the session is open")
+    r = [x for x in emulator_requests("/v1/checkout/sessions") if x["method"] == "POST"][0]
+    params = r["params"]
+    check_eq((params["mode"], params["line_items"][0]["price"], params["line_items"][0]["quantity"]),
+             ("subscription", p, "1"), "line item")
+    md = {"order_id": "4001", "stripepay_recurring_payment_id": rp}
+    check_eq(params["metadata"], md, "session metadata")
+    check_eq(params["subscription_data"]["metadata"], md, "subscription metadata")
+    check_eq(params["client_reference_id"], "4001", "client_reference_id")
+    sess = one(f"SELECT checkout_session_id FROM stripepay.recurring_payment WHERE id = {rp}")
+    emulator("POST", f"/_emulator/checkout/sessions/{sess}/complete", {"outcome": "paid"})
+    deliver_all()
+    row = q(f"SELECT status, customer_id LIKE 'cus_%', current_period_end > now(), price_id "
+            f"FROM stripepay.recurring_payment WHERE id = {rp}")
+    check_eq(row, [["ACTIVE", "t", "t", p]], "active subscription")
+    flows = q(f"SELECT status, already_processed FROM stripepay.subscription_flow WHERE recurring_payment_id = {rp} "
+              f"AND NOT already_processed ORDER BY id")
+    check_eq(flows[-1], ["ACTIVE", "f"], "subscription flow")
+    check_eq(one(f"SELECT count(*) FROM stripepay.payment_record WHERE recurring_payment_id = {rp}"), "0",
+             "the first invoice is not a renewal")
+    expect_error(f"SELECT stripepay.stripe_subscribe(4001, '{p}')", "SP015", db=DB)
+
+
+def test_subscribe_refuses_bad_prices_and_stores_nothing():
+    emulator_reset()
+    count = one("SELECT count(*) FROM stripepay.recurring_payment")
+    expect_error("SELECT stripepay.stripe_subscribe(4002, 'plan_123')", "22023", db=DB)
+    expect_error("SELECT stripepay.stripe_subscribe(4002, NULL)", "22004", db=DB)
+    e = expect_error("SELECT stripepay.stripe_subscribe(4002, 'price_doesnotexist')", "SP002", db=DB)
+    check("No such price" in e.stderr, e.stderr)
+    once = emulator("POST", "/_emulator/prices", {"currency": "usd", "unit_amount": 500, "product_name": "once"})["id"]
+    expect_error(f"SELECT stripepay.stripe_subscribe(4002, '{once}')", "SP002", db=DB)
+    check_eq(one("SELECT count(*) FROM stripepay.recurring_payment"), count, "subscriptions stored")
+
+
+def test_renewals_become_payments_once():
+    rp, sub, p = subscribed(4003)
+    start = len(emulator_events())
+    emulator("POST", f"/_emulator/subscriptions/{sub}/renew", {})
+    events = emulator_events()[start:]
+    for _ in range(2):
+        for e in events:
+            body = event_bytes(e)
+            ingest(body, sign(body), db=DB)
+    rows = q(f"SELECT kind, status, amount, invoice_id LIKE 'in_%' FROM stripepay.payment_record WHERE recurring_payment_id = {rp}")
+    check_eq(rows, [["RENEWAL", "SUCCESSFUL", "2000", "t"]], "renewal payments")
+    check_eq(one(f"SELECT count(*) FROM stripepay.deduction_flow WHERE recurring_payment_id = {rp}"), "1", "deductions")
+    # a failed renewal: recorded, the subscription goes past due
+    start = len(emulator_events())
+    emulator("POST", f"/_emulator/subscriptions/{sub}/fail_renewal", {})
+    deliver_all(start)
+    check_eq(one(f"SELECT status FROM stripepay.recurring_payment WHERE id = {rp}"), "PAST_DUE", "after a failed renewal")
+    check_eq(one(f"SELECT count(*) FROM stripepay.webhook_event WHERE type = 'invoice.payment_failed' "
+                 f"AND recurring_payment_id = {rp}"), "1", "the failure is recorded and linked")
+    # the renewal payment refunds like any other
+    renewal = one(f"SELECT id FROM stripepay.payment_record WHERE recurring_payment_id = {rp}")
+    if one(f"SELECT coalesce(payment_intent_id, charge_id) FROM stripepay.payment_record WHERE id = {renewal}"):
+        check_eq(q(f"SELECT amount FROM stripepay.stripe_refund({renewal}, 2000)"), [["2000"]], "renewal refund")
+
+
+def test_cancel_at_period_end_resume_and_cancel_now():
+    rp, sub, p = subscribed(4004, role="regress_sp_shop")
+    row = q(f"SET ROLE regress_sp_shop; SELECT status, cancel_at_period_end FROM stripepay.stripe_cancel_subscription({rp}, true)")
+    check_eq(row, [["ACTIVE", "t"]], "cancel at period end")
+    row = q(f"SET ROLE regress_sp_shop; SELECT status, cancel_at_period_end FROM stripepay.stripe_resume_subscription({rp})")
+    check_eq(row, [["ACTIVE", "f"]], "resumed")
+    expect_error(f"SET ROLE regress_sp_other; SELECT stripepay.stripe_cancel_subscription({rp})", "42501", db=DB)
+    start = len(emulator_events())
+    row = q(f"SET ROLE regress_sp_shop; SELECT status, canceled_at IS NOT NULL FROM stripepay.stripe_cancel_subscription({rp})")
+    check_eq(row, [["CANCELED", "t"]], "canceled now")
+    r = [x for x in emulator_requests("/v1/subscriptions/") if x["method"] == "DELETE"]
+    check_eq(len(r), 1, "DELETE requests")
+    deliver_all(start)
+    flows = q(f"SELECT status, cancel_at_period_end, already_processed FROM stripepay.subscription_flow "
+              f"WHERE recurring_payment_id = {rp} AND event_type IN ('stripe_cancel_subscription', "
+              f"'stripe_resume_subscription', 'customer.subscription.deleted') ORDER BY id")
+    check_eq(flows, [["ACTIVE", "t", "f"], ["ACTIVE", "f", "f"], ["CANCELED", "f", "f"], ["CANCELED", "f", "t"]],
+             "each change fires the flow once; Stripe's event of it is already processed")
+    out = subprocess_notice(f"SELECT status FROM stripepay.stripe_cancel_subscription({rp})")
+    check("already canceled" in out, out)
+    check_eq(len([x for x in emulator_requests("/v1/subscriptions/") if x["method"] == "DELETE"]), 1,
+             "nothing sent for a second cancel")
+    expect_error(f"SELECT stripepay.stripe_resume_subscription({rp})", "SP017", db=DB)
+    expect_error("SELECT stripepay.stripe_cancel_subscription(987654321)", "SP016", db=DB)
+
+
+def subprocess_notice(sql):
+    import subprocess
+    p = subprocess.run(["psql", "-X", "-d", DB, "-c", sql], capture_output=True, text=True)
+    return p.stdout + p.stderr
+
+
+def test_cancel_before_checkout_completes_expires_the_session():
+    emulator_reset()
+    p = price()
+    rp = one(f"SELECT id FROM stripepay.stripe_subscribe(4005, '{p}')")
+    check_eq(q(f"SELECT status FROM stripepay.stripe_cancel_subscription({rp})"), [["INCOMPLETE_EXPIRED"]], "expired")
+    check(any(x["path"].endswith("/expire") for x in emulator_requests("/v1/checkout/sessions")), "session expired")
+
+
+if __name__ == "__main__":
+    setup()
+    try:
+        run("money", [
+            test_refund_request_and_webhook_confirmation,
+            test_refunds_never_exceed_what_is_left,
+            test_concurrent_refunds_cannot_both_pass,
+            test_refund_retried_after_rollback_does_not_refund_twice,
+            test_only_admins_refund,
+            test_hostile_strings_are_refused_cleanly,
+            test_subscribe_request_and_activation,
+            test_subscribe_refuses_bad_prices_and_stores_nothing,
+            test_renewals_become_payments_once,
+            test_cancel_at_period_end_resume_and_cancel_now,
+            test_cancel_before_checkout_completes_expires_the_session,
+        ])
+    finally:
+        pass
