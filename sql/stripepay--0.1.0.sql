@@ -882,6 +882,31 @@ BEGIN
 END
 $$;
 
+/* The webhook endpoints setup_webhooks() made in the Stripe account. */
+CREATE TABLE @extschema@.webhook_endpoint (
+	name			text PRIMARY KEY,
+	stripe_id		text NOT NULL UNIQUE,
+	url				text NOT NULL,
+	enabled_events	text[] NOT NULL,
+	api_version		text NOT NULL,
+	livemode		boolean,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.webhook_endpoint', '');
+
+CREATE FUNCTION @extschema@.setup_webhooks(base_url text,
+	OUT endpoint text, OUT stripe_id text, OUT url text, OUT created boolean)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'stripepay_setup_webhooks'
+LANGUAGE C VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION @extschema@.remove_webhooks()
+RETURNS integer
+AS 'MODULE_PATHNAME', 'stripepay_remove_webhooks'
+LANGUAGE C VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
 /*
  * Privileges.  Nothing is open to PUBLIC: the admin hands stripepay_user to
  * application roles and stripepay_admin to the people who manage money.
@@ -908,7 +933,9 @@ GRANT SELECT ON @extschema@.payment_record, @extschema@.refund,
 	TO stripepay_user, stripepay_admin;
 GRANT SELECT ON @extschema@.webhook_event TO stripepay_admin;
 
-GRANT SELECT ON @extschema@.webhook_secrets TO stripepay_admin;
+GRANT SELECT ON @extschema@.webhook_secrets, @extschema@.webhook_endpoint TO stripepay_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.setup_webhooks(text), @extschema@.remove_webhooks()
+	TO stripepay_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.add_webhook_secret(text, text, timestamptz) TO stripepay_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.stripe_ingest_webhook(text, text, text),
 	@extschema@.stripe_ingest_webhook(bytea, text, text)

@@ -156,7 +156,7 @@ sp_check_publishable_key(const char *key)
 			 errhidestmt(true)));
 }
 
-static void
+void
 sp_check_url(const char *name, const char *url)
 {
 	size_t		len = strlen(url);

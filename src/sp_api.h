@@ -20,4 +20,7 @@ extern SpForm *sp_form_create(void);
 /* ERROR (22004) when argument argno is NULL. */
 extern void sp_require_arg(FunctionCallInfo fcinfo, int argno, const char *name);
 
+/* ERROR (22023) unless url is an absolute http(s) URL; hides the statement. */
+extern void sp_check_url(const char *name, const char *url);
+
 #endif							/* SP_API_H */

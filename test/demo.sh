@@ -30,6 +30,30 @@ fi
 sp_cluster_start "$api_base"
 
 q() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+# stripepay-relay receives the emulator's webhooks; setup_webhooks() makes the
+# account's four endpoints point at it and stores their signing secrets.
+start_relay() {
+	step "3. stripepay-relay, and the webhook endpoints that point at it"
+	relay_port=$(sp_free_port)
+	q <<-'SQL'
+	CREATE ROLE demo_relay LOGIN IN ROLE stripepay_webhook;
+	SQL
+	PGUSER=demo_relay "$SP_ROOT/src/relay/stripepay-relay" --listen "127.0.0.1:$relay_port" \
+		>"$SP_TMP/relay.log" 2>&1 &
+	relay_pid=$!
+	trap 'kill $relay_pid 2>/dev/null; sp_teardown' EXIT
+	for _ in $(seq 1 50); do
+		python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" \
+			"http://127.0.0.1:$relay_port/healthz" 2>/dev/null && break
+		sleep 0.1
+	done
+	echo "stripepay-relay listens on 127.0.0.1:$relay_port; setup_webhooks() makes the four endpoints:"
+	q -v base="http://127.0.0.1:$relay_port" <<-'SQL'
+	SELECT endpoint, url, created FROM stripepay.setup_webhooks(:'base');
+	SQL
+}
+
+
 
 step() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 
@@ -72,7 +96,9 @@ SELECT * FROM stripepay.configure(
 	cancel_url   => 'https://shop.example/cart');
 SQL
 
-step "3. stripe_pay(): a Checkout Session for order 1"
+[ -n "$api_base" ] && start_relay
+
+step "4. stripe_pay(): a Checkout Session for order 1"
 q <<'SQL'
 \x on
 SELECT id, order_id, status, currency, amount, checkout_session_id, checkout_url, expires_at
@@ -82,8 +108,12 @@ SQL
 session=$(psql -X -A -t -c "SELECT checkout_session_id FROM stripepay.payment_record WHERE order_id = 1")
 url=$(psql -X -A -t -c "SELECT checkout_url FROM stripepay.payment_record WHERE order_id = 1")
 
-step "4. The buyer pays"
+step "5. The buyer pays"
 if [ -n "$api_base" ]; then
+	# a front end listening for payments
+	psql -X -q -c "LISTEN stripepay_payment" -c "SELECT pg_sleep(4)" >"$SP_TMP/listen.out" 2>&1 &
+	listener=$!
+	sleep 0.5
 	echo "The buyer opens $url and pays; here the emulator plays the buyer."
 	python3 - "$SP_EMULATOR_URL/_emulator/checkout/sessions/$session/complete" <<'PY'
 import json, sys, urllib.request
@@ -99,7 +129,7 @@ else
 fi
 
 if [ -z "$api_base" ]; then
-	step "5. The payment row as the database holds it"
+	step "6. The payment row as the database holds it"
 	q <<'SQL'
 \x on
 SELECT * FROM stripepay.payment_record WHERE order_id = 1;
@@ -109,31 +139,24 @@ SQL
 	exit 0
 fi
 
-step "5. Stripe's signed webhook events reach stripe_ingest_webhook()"
-secret=whsec_demo5WbX5kEWLlfzsGNjH64I8lOOqUB6e9Hj
-q -v secret="$secret" <<'SQL'
-SELECT endpoint, secret, live FROM stripepay.add_webhook_secret(:'secret');
-SQL
-# a front end listening for payments
-psql -X -q -c "LISTEN stripepay_payment" -c "SELECT pg_sleep(3)" >"$SP_TMP/listen.out" 2>&1 &
-listener=$!
-sleep 0.5
-python3 - "$SP_EMULATOR_URL" "$secret" <<'PY'
-import hashlib, hmac, json, subprocess, sys, time, urllib.request
-base, secret = sys.argv[1], sys.argv[2]
-events = json.load(urllib.request.urlopen(base + "/_emulator/events", timeout=10))
-for event in events:
-    body = json.dumps(event, indent=2).encode()
-    t = int(time.time())
-    header = f"t={t},v1=" + hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    out = subprocess.run(["psql", "-X", "-A", "-t", "-F", " | ", "-c",
-                          f"SELECT * FROM stripepay.stripe_ingest_webhook('\\x{body.hex()}'::bytea, '{header}')"],
-                         capture_output=True, text=True, check=True).stdout.strip()
-    print("  " + out)
+step "6. Stripe's signed webhooks travel through stripepay-relay into the database"
+echo "The emulator delivers the buyer's events, signed, to the relay:"
+python3 - "$SP_EMULATOR_URL" <<'PY'
+import json, sys, urllib.request
+base = sys.argv[1]
+def call(method, path, body=None):
+    req = urllib.request.Request(base + path, data=json.dumps(body).encode() if body is not None else None,
+                                 method=method, headers={"Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(req, timeout=30))
+call("POST", "/_emulator/webhooks/flush", {"timeout": 20})
+for d in call("GET", "/_emulator/deliveries"):
+    print(f"  {d['type']:<28} -> {d['url'].split('/stripe/')[-1]:<12} HTTP {d['status']}")
 PY
 wait "$listener" || true
+echo "The relay's log:"
+sed 's/^/  /' "$SP_TMP/relay.log"
 
-step "6. The payment is SUCCESSFUL, the trigger marked the order paid, and the listener heard it"
+step "7. The payment is SUCCESSFUL, the trigger marked the order paid, and the listener heard it"
 q <<'SQL'
 SELECT id, order_id, status, amount, payment_intent_id, charge_id FROM stripepay.payment_record WHERE order_id = 1;
 TABLE orders;

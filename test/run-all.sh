@@ -81,6 +81,9 @@ run_counted money python3 "$SP_ROOT/test/integration/money.py"
 sp_log "stripepay-relay"
 run_counted relay python3 "$SP_ROOT/test/relay/run.py"
 
+sp_log "end to end: setup_webhooks, emulator deliveries, relay, triggers, NOTIFY"
+run_counted e2e python3 "$SP_ROOT/test/integration/e2e.py"
+
 sp_log "backend under valgrind: failing calls leak nothing"
 run_counted valgrind-backend bash "$SP_ROOT/test/integration/valgrind_backend.sh"
 

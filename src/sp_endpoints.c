@@ -1,0 +1,310 @@
+/*-------------------------------------------------------------------------
+ *
+ * sp_endpoints.c
+ *		setup_webhooks() and remove_webhooks(): the four webhook endpoints
+ *		of the actionflows, made in the Stripe account, their signing secrets
+ *		stored.
+ *
+ * Each endpoint carries only the events of its own flow, as Momen's module
+ * does; events of any other type can still be acted on through triggers on
+ * webhook_event, with no extra endpoint.  Stripe returns an endpoint's secret
+ * only when it is created, so an endpoint whose secret we lack is made anew.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/tuplestore.h"
+
+#include "sp_api.h"
+#include "sp_store.h"
+#include "sp_stripe.h"
+#include "stripepay.h"
+
+PG_FUNCTION_INFO_V1(stripepay_setup_webhooks);
+PG_FUNCTION_INFO_V1(stripepay_remove_webhooks);
+
+/* Stripe allows 16 endpoints per account; stripepay needs 4 of them. */
+#define SP_STRIPE_MAX_ENDPOINTS 16
+#define SP_MAX_FOREIGN_ENDPOINTS (SP_STRIPE_MAX_ENDPOINTS - 4)
+#define SP_LIST_MAX 512
+
+typedef struct SpEndpointSpec
+{
+	const char *name;
+	const char *const *events;
+} SpEndpointSpec;
+
+static const char *const payment_events[] = {
+	"checkout.session.completed", "checkout.session.async_payment_succeeded",
+	"checkout.session.async_payment_failed", "checkout.session.expired",
+	"payment_intent.succeeded", "payment_intent.payment_failed",
+	"payment_intent.canceled", "payment_intent.processing", NULL
+};
+static const char *const refund_events[] = {
+	"refund.created", "refund.updated", "refund.failed", "charge.refunded", NULL
+};
+static const char *const subscription_events[] = {
+	"customer.subscription.created", "customer.subscription.updated",
+	"customer.subscription.deleted", "customer.subscription.paused",
+	"customer.subscription.resumed", NULL
+};
+static const char *const deduction_events[] = {
+	"invoice.paid", "invoice.payment_failed", NULL
+};
+
+static const SpEndpointSpec sp_endpoints[] = {
+	{"payment", payment_events},
+	{"refund", refund_events},
+	{"subscription", subscription_events},
+	{"deduction", deduction_events},
+};
+
+/* One of the account's endpoints, as listed. */
+typedef struct SpListedEndpoint
+{
+	char	   *id;
+	char	   *url;
+	char	   *ours;			/* metadata.stripepay_endpoint, or NULL */
+} SpListedEndpoint;
+
+/* Lists every endpoint of the account, page by page. */
+static int
+sp_list_endpoints(const char *api_key, SpListedEndpoint *out)
+{
+	int			n = 0;
+	char	   *after = NULL;
+
+	for (;;)
+	{
+		char	   *path = after
+			? psprintf("/v1/webhook_endpoints?limit=100&starting_after=%s", after)
+			: pstrdup("/v1/webhook_endpoints?limit=100");
+		SpHttpResponse resp;
+		const char *more[1];
+		static const char *const more_path[] = {"has_more"};
+		int			i;
+
+		sp_stripe_call("GET", path, NULL, api_key, NULL, &resp);
+		for (i = 0; i < 100; i++)
+		{
+			char		p_id[48],
+						p_url[48],
+						p_md[64];
+			const char *paths[3] = {p_id, p_url, p_md};
+			const char *v[3];
+
+			snprintf(p_id, sizeof(p_id), "data.%d.id", i);
+			snprintf(p_url, sizeof(p_url), "data.%d.url", i);
+			snprintf(p_md, sizeof(p_md), "data.%d.metadata.stripepay_endpoint", i);
+			sp_stripe_fields(resp.body, resp.body_len, "endpoint list", paths, 3, v);
+			if (v[0] == NULL)
+				break;
+			if (n >= SP_LIST_MAX)
+				ereport(ERROR,
+						(errcode(ERRCODE_SP_TOO_MANY_ENDPOINTS),
+						 errmsg("the Stripe account lists more than %d webhook endpoints", SP_LIST_MAX)));
+			out[n].id = pstrdup(v[0]);
+			out[n].url = v[1] ? pstrdup(v[1]) : NULL;
+			out[n].ours = v[2] ? pstrdup(v[2]) : NULL;
+			after = out[n].id;
+			n++;
+		}
+		sp_stripe_fields(resp.body, resp.body_len, "endpoint list", more_path, 1, more);
+		if (i == 0 || more[0] == NULL || strcmp(more[0], "true") != 0)
+			break;
+	}
+	return n;
+}
+
+static bool
+sp_have_secret(const char *name)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+
+	values[0] = CStringGetTextDatum(name);
+	return sp_exec("SELECT 1 FROM stripepay.webhook_secret WHERE endpoint = $1"
+				   " AND (expires_at IS NULL OR expires_at > now())",
+				   1, argtypes, values, NULL, SPI_OK_SELECT) > 0;
+}
+
+static void
+sp_delete_endpoint(const char *api_key, const char *id)
+{
+	char	   *path = psprintf("/v1/webhook_endpoints/%s", id);
+	SpHttpResponse resp;
+
+	/* gone already is as good as deleted */
+	if (!sp_stripe_send("DELETE", path, NULL, api_key, NULL, &resp) && resp.status != 404)
+		sp_stripe_raise_error("DELETE", path, &resp);
+}
+
+/*
+ * setup_webhooks(base_url text) → (endpoint, stripe_id, url, created)
+ *
+ * Idempotent: endpoints already there, at the same URL and with their
+ * secret stored, are kept; a second run creates nothing.
+ */
+Datum
+stripepay_setup_webhooks(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *base_url;
+	SpSettings	settings;
+	SpListedEndpoint *listed;
+	int			nlisted;
+	int			foreign = 0;
+	int			i,
+				e;
+
+	sp_require_arg(fcinfo, 0, "base_url");
+	base_url = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	sp_check_url("base_url", base_url);
+	if (base_url[strlen(base_url) - 1] == '/')
+		base_url[strlen(base_url) - 1] = '\0';
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	SPI_connect();
+	sp_settings_load(&settings);
+	listed = palloc(sizeof(SpListedEndpoint) * SP_LIST_MAX);
+	nlisted = sp_list_endpoints(settings.secret_key, listed);
+	for (i = 0; i < nlisted; i++)
+		if (listed[i].ours == NULL)
+			foreign++;
+	if (foreign > SP_MAX_FOREIGN_ENDPOINTS)
+		ereport(ERROR,
+				(errcode(ERRCODE_SP_TOO_MANY_ENDPOINTS),
+				 errmsg("the Stripe account already has %d webhook endpoints", foreign),
+				 errdetail("Stripe allows %d per account and stripepay needs 4; at most %d may be others'.",
+						   SP_STRIPE_MAX_ENDPOINTS, SP_MAX_FOREIGN_ENDPOINTS),
+				 errhint("Delete unused endpoints in the Stripe dashboard, then run setup_webhooks again.")));
+
+	for (e = 0; e < (int) lengthof(sp_endpoints); e++)
+	{
+		const SpEndpointSpec *spec = &sp_endpoints[e];
+		char	   *url = psprintf("%s/stripe/%s", base_url, spec->name);
+		char	   *stripe_id = NULL;
+		bool		created = false;
+		Datum		values[4];
+		bool		nulls[4] = {false, false, false, false};
+
+		/* keep ours at the right URL when we can still verify it; drop the rest */
+		for (i = 0; i < nlisted; i++)
+		{
+			if (listed[i].ours == NULL || strcmp(listed[i].ours, spec->name) != 0)
+				continue;
+			if (stripe_id == NULL && listed[i].url && strcmp(listed[i].url, url) == 0 &&
+				sp_have_secret(spec->name))
+				stripe_id = listed[i].id;
+			else
+				sp_delete_endpoint(settings.secret_key, listed[i].id);
+		}
+
+		if (stripe_id == NULL)
+		{
+			SpForm	   *form = sp_form_create();
+			SpHttpResponse resp;
+			static const char *const paths[] = {"id", "secret", "livemode"};
+			const char *v[3];
+			const char *const *ev;
+			Oid			argtypes[2] = {TEXTOID, TEXTOID};
+			Datum		args[2];
+
+			sp_form_add(form, "url", url);
+			for (ev = spec->events; *ev; ev++)
+				sp_form_add(form, "enabled_events[]", *ev);
+			sp_form_add(form, "api_version", sp_api_version);
+			sp_form_add(form, "description", psprintf("stripepay %s flow", spec->name));
+			sp_form_add(form, "metadata[stripepay_endpoint]", spec->name);
+			sp_stripe_call("POST", "/v1/webhook_endpoints", form, settings.secret_key,
+						   sp_idempotency_key("webhook-endpoint", psprintf("%s-%s", spec->name, url)),
+						   &resp);
+			sp_stripe_fields(resp.body, resp.body_len, "WebhookEndpoint", paths, 3, v);
+			if (v[0] == NULL || v[1] == NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_SP_API_ERROR),
+						 errmsg("unexpected response from Stripe"),
+						 errdetail("The new webhook endpoint has no %s.", v[0] ? "secret" : "id")));
+			stripe_id = pstrdup(v[0]);
+			created = true;
+
+			args[0] = CStringGetTextDatum(v[1]);
+			args[1] = CStringGetTextDatum(spec->name);
+			sp_exec("INSERT INTO stripepay.webhook_secret (secret, endpoint) VALUES ($1, $2)"
+					" ON CONFLICT (endpoint, secret) DO UPDATE SET expires_at = NULL",
+					2, argtypes, args, NULL, SPI_OK_INSERT);
+		}
+
+		{
+			Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+			Datum		args[4];
+			StringInfoData events;
+			const char *const *ev;
+
+			initStringInfo(&events);
+			appendStringInfoChar(&events, '{');
+			for (ev = spec->events; *ev; ev++)
+				appendStringInfo(&events, "%s%s", ev == spec->events ? "" : ",", *ev);
+			appendStringInfoChar(&events, '}');
+			args[0] = CStringGetTextDatum(spec->name);
+			args[1] = CStringGetTextDatum(stripe_id);
+			args[2] = CStringGetTextDatum(url);
+			args[3] = CStringGetTextDatum(events.data);
+			sp_exec("INSERT INTO stripepay.webhook_endpoint (name, stripe_id, url, enabled_events, api_version)"
+					" VALUES ($1, $2, $3, $4::text[], current_setting('stripepay.api_version'))"
+					" ON CONFLICT (name) DO UPDATE SET stripe_id = EXCLUDED.stripe_id, url = EXCLUDED.url,"
+					"   enabled_events = EXCLUDED.enabled_events, api_version = EXCLUDED.api_version",
+					4, argtypes, args, NULL, SPI_OK_INSERT);
+		}
+
+		values[0] = CStringGetTextDatum(spec->name);
+		values[1] = CStringGetTextDatum(stripe_id);
+		values[2] = CStringGetTextDatum(url);
+		values[3] = BoolGetDatum(created);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	SPI_finish();
+	return (Datum) 0;
+}
+
+/*
+ * remove_webhooks() → number of endpoints deleted
+ *
+ * Deletes stripepay's endpoints from the account.  Their secrets stay live
+ * for an hour, for deliveries already on their way.
+ */
+Datum
+stripepay_remove_webhooks(PG_FUNCTION_ARGS)
+{
+	SpSettings	settings;
+	SpListedEndpoint *listed;
+	int			nlisted;
+	int			removed = 0;
+	int			i;
+
+	SPI_connect();
+	sp_settings_load(&settings);
+	listed = palloc(sizeof(SpListedEndpoint) * SP_LIST_MAX);
+	nlisted = sp_list_endpoints(settings.secret_key, listed);
+	for (i = 0; i < nlisted; i++)
+	{
+		if (listed[i].ours == NULL)
+			continue;
+		sp_delete_endpoint(settings.secret_key, listed[i].id);
+		removed++;
+	}
+	sp_exec("UPDATE stripepay.webhook_secret SET expires_at = now() + interval '1 hour'"
+			" WHERE endpoint IN (SELECT name FROM stripepay.webhook_endpoint)"
+			"   AND (expires_at IS NULL OR expires_at > now() + interval '1 hour')",
+			0, NULL, NULL, NULL, SPI_OK_UPDATE);
+	sp_exec("DELETE FROM stripepay.webhook_endpoint", 0, NULL, NULL, NULL, SPI_OK_DELETE);
+	SPI_finish();
+	PG_RETURN_INT32(removed);
+}
