@@ -30,7 +30,7 @@ run_counted() {
 	"$@" >"$out" 2>&1
 	rc=$?
 	cat "$out"
-	line=$(grep -E '^[a-z_-]+: [0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
+	line=$(grep -E '^[a-z0-9_-]+: [0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
 	if [ -z "$line" ]; then
 		count "$name" 0 1
 		return
