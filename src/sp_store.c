@@ -56,3 +56,13 @@ sp_settings_load(SpSettings *settings)
 				 errmsg("stripepay has no Stripe secret key"),
 				 errhint("An admin must first run SELECT stripepay.configure(secret_key => 'sk_test_...').")));
 }
+
+void
+sp_settings_require_success_url(const SpSettings *settings)
+{
+	if (settings->success_url == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_SP_NOT_CONFIGURED),
+				 errmsg("stripepay has no success_url for Checkout"),
+				 errhint("An admin must run SELECT stripepay.configure(success_url => 'https://...').")));
+}

@@ -27,6 +27,9 @@ typedef struct SpSettings
 /* Loads the settings row; ERROR when there is no secret key yet. */
 extern void sp_settings_load(SpSettings *settings);
 
+/* ERROR unless a success_url is configured: Checkout needs one. */
+extern void sp_settings_require_success_url(const SpSettings *settings);
+
 /*
  * Runs one statement with $n parameters.  nulls follows SPI's convention
  * (' ' or 'n'), NULL for none.  Returns SPI_processed.

@@ -96,11 +96,7 @@ stripepay_stripe_subscribe(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	sp_settings_load(&settings);
-	if (settings.success_url == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_SP_NOT_CONFIGURED),
-				 errmsg("stripepay has no success_url for Checkout"),
-				 errhint("An admin must run SELECT stripepay.configure(success_url => 'https://...').")));
+	sp_settings_require_success_url(&settings);
 
 	argtypes[0] = INT8OID;
 	values[0] = Int64GetDatum(order_id);

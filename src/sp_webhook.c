@@ -39,6 +39,7 @@ PG_FUNCTION_INFO_V1(stripepay_add_webhook_secret);
 
 static SPIPlanPtr secrets_plan = NULL;
 static SPIPlanPtr ingest_plan = NULL;
+static SPIPlanPtr seen_plan = NULL;
 
 static SPIPlanPtr
 sp_keep_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
@@ -249,6 +250,24 @@ sp_ingest(FunctionCallInfo fcinfo, const char *payload, size_t len)
 						ev->livemode ? "live" : "test", key_mode),
 				 errdetail("Event %s was not stored.", ev->id),
 				 errhint("Point each Stripe mode's webhook endpoint at the database that uses that mode's key.")));
+
+	/*
+	 * A redelivery is answered without building facts or parsing the payload
+	 * again; a concurrent first delivery is still caught by _ingest's
+	 * ON CONFLICT.
+	 */
+	sp_keep_plan(&seen_plan, "SELECT 1 FROM stripepay.webhook_event WHERE id = $1", 1, argtypes);
+	values[0] = CStringGetTextDatum(ev->id);
+	if (SPI_execute_plan(seen_plan, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "stripepay: could not look up webhook event %s", ev->id);
+	if (SPI_processed > 0)
+	{
+		SPI_finish();
+		result[0] = CStringGetTextDatum(ev->id);
+		result[1] = CStringGetTextDatum(ev->type);
+		result[2] = BoolGetDatum(true);
+		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), result, result_nulls)));
+	}
 
 	facts = palloc(SP_FACTS_BUFSIZE);
 	if (sp_facts_json(ev, facts, SP_FACTS_BUFSIZE) < 0)
