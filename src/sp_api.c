@@ -386,15 +386,19 @@ sp_check_amount(const SpCurrency *currency, Numeric amount, bool is_charge)
 	return (int64) units;
 }
 
-static void
-sp_form_add_metadata(SpForm *form, const char *prefix, int64 order_id, int64 payment_id)
+/*
+ * The ids that tie a Stripe object back to our rows, under prefix:
+ * "metadata[order_id]" and "metadata[<id_key>]".
+ */
+void
+sp_form_add_ids(SpForm *form, const char *prefix, int64 order_id, const char *id_key, int64 id)
 {
 	char		key[128];
 
 	snprintf(key, sizeof(key), "%s[order_id]", prefix);
 	sp_form_add_int(form, key, order_id);
-	snprintf(key, sizeof(key), "%s[stripepay_payment_id]", prefix);
-	sp_form_add_int(form, key, payment_id);
+	snprintf(key, sizeof(key), "%s[%s]", prefix, id_key);
+	sp_form_add_int(form, key, id);
 }
 
 static SpForm *
@@ -423,8 +427,8 @@ sp_checkout_form(const SpSettings *settings, int64 order_id, int64 payment_id,
 	if (settings->cancel_url)
 		sp_form_add(form, "cancel_url", settings->cancel_url);
 	sp_form_add_int(form, "client_reference_id", order_id);
-	sp_form_add_metadata(form, "metadata", order_id, payment_id);
-	sp_form_add_metadata(form, "payment_intent_data[metadata]", order_id, payment_id);
+	sp_form_add_ids(form, "metadata", order_id, "stripepay_payment_id", payment_id);
+	sp_form_add_ids(form, "payment_intent_data[metadata]", order_id, "stripepay_payment_id", payment_id);
 	return form;
 }
 
@@ -439,7 +443,7 @@ sp_payment_intent_form(const SpSettings *settings, int64 order_id, int64 payment
 	sp_form_add(form, "automatic_payment_methods[enabled]", "true");
 	if (settings->brand_name)
 		sp_form_add(form, "description", settings->brand_name);
-	sp_form_add_metadata(form, "metadata", order_id, payment_id);
+	sp_form_add_ids(form, "metadata", order_id, "stripepay_payment_id", payment_id);
 	return form;
 }
 
@@ -740,8 +744,7 @@ stripepay_stripe_refund(PG_FUNCTION_ARGS)
 	else
 		sp_form_add(form, "charge", charge);
 	sp_form_add_int(form, "amount", amount);
-	sp_form_add_int(form, "metadata[order_id]", order_id);
-	sp_form_add_int(form, "metadata[stripepay_payment_id]", payment_id);
+	sp_form_add_ids(form, "metadata", order_id, "stripepay_payment_id", payment_id);
 	sp_form_add_int(form, "metadata[stripepay_refund_id]", refund_id);
 	sp_form_add(form, "metadata[stripepay_refund_key]", key_body);
 
@@ -781,13 +784,11 @@ stripepay_stripe_refund(PG_FUNCTION_ARGS)
 	values[1] = CStringGetTextDatum(stripe_refund_id);
 	argtypes[2] = INT8OID;
 	values[2] = Int64GetDatum(payment_id);
-	/* an event of this refund may have arrived first and made its own row */
-	sp_exec("WITH early AS (DELETE FROM stripepay.refund WHERE stripe_refund_id = $2 AND id <> $1"
-			"               RETURNING status, event_created)"
-			" UPDATE stripepay.refund SET stripe_refund_id = $2,"
-			"        status = coalesce((SELECT status FROM early), status),"
-			"        event_created = (SELECT event_created FROM early), updated_at = now()"
-			"  WHERE id = $1",
+	/*
+	 * No row of this Stripe refund can exist yet: its webhook waits for the
+	 * payment's lock, which this call holds.
+	 */
+	sp_exec("UPDATE stripepay.refund SET stripe_refund_id = $2, updated_at = now() WHERE id = $1",
 			2, argtypes, values, NULL, SPI_OK_UPDATE);
 	sp_exec("SELECT stripepay._sum_refunds($3)", 3, argtypes, values, NULL, SPI_OK_SELECT);
 	sp_exec("SELECT * FROM stripepay.refund WHERE id = $1", 1, argtypes, values, NULL, SPI_OK_SELECT);

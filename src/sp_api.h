@@ -20,6 +20,10 @@ extern SpForm *sp_form_create(void);
 /* ERROR (22004) when argument argno is NULL. */
 extern void sp_require_arg(FunctionCallInfo fcinfo, int argno, const char *name);
 
+/* metadata[order_id] and metadata[<id_key>] under prefix */
+extern void sp_form_add_ids(SpForm *form, const char *prefix, int64 order_id,
+							const char *id_key, int64 id);
+
 /* ERROR (22023) unless url is an absolute http(s) URL; hides the statement. */
 extern void sp_check_url(const char *name, const char *url);
 

@@ -43,17 +43,6 @@ sp_check_price_id(const char *price_id)
 				 errdetail("A price id looks like price_1MoBy5LkdIwHu7ixZhnattbh.")));
 }
 
-static void
-sp_form_add_sub_metadata(SpForm *form, const char *prefix, int64 order_id, int64 rp_id)
-{
-	char		key[128];
-
-	snprintf(key, sizeof(key), "%s[order_id]", prefix);
-	sp_form_add_int(form, key, order_id);
-	snprintf(key, sizeof(key), "%s[stripepay_recurring_payment_id]", prefix);
-	sp_form_add_int(form, key, rp_id);
-}
-
 static Datum
 sp_return_recurring_payment(int64 rp_id)
 {
@@ -136,8 +125,8 @@ stripepay_stripe_subscribe(PG_FUNCTION_ARGS)
 	if (settings.cancel_url)
 		sp_form_add(form, "cancel_url", settings.cancel_url);
 	sp_form_add_int(form, "client_reference_id", order_id);
-	sp_form_add_sub_metadata(form, "metadata", order_id, rp_id);
-	sp_form_add_sub_metadata(form, "subscription_data[metadata]", order_id, rp_id);
+	sp_form_add_ids(form, "metadata", order_id, "stripepay_recurring_payment_id", rp_id);
+	sp_form_add_ids(form, "subscription_data[metadata]", order_id, "stripepay_recurring_payment_id", rp_id);
 	sp_stripe_call("POST", "/v1/checkout/sessions", form, settings.secret_key,
 				   sp_idempotency_key("subscribe", psprintf(INT64_FORMAT, rp_id)), &resp);
 
