@@ -28,7 +28,12 @@ sp_install_deps() {
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# The Postgres that PG_CONFIG names, if set; else Debian's packaged one.
 sp_pg_bindir() {
+	if [ -n "${PG_CONFIG:-}" ] && [ -x "$PG_CONFIG" ]; then
+		"$PG_CONFIG" --bindir
+		return
+	fi
 	local d="/usr/lib/postgresql/$SP_PG_VERSION/bin"
 	[ -x "$d/initdb" ] || d=$(dirname "$(command -v initdb 2>/dev/null || echo /nonexistent/initdb)")
 	echo "$d"
