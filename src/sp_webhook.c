@@ -28,6 +28,7 @@
 #include "sp_facts.h"
 #include "sp_signature.h"
 #include "sp_store.h"
+#include "sp_webhook.h"
 #include "stripepay.h"
 
 PG_FUNCTION_INFO_V1(stripepay_ingest_webhook_text);
@@ -198,47 +199,27 @@ sp_raise_event_error(SpEventResult rc, const SpEvent *ev)
 }
 
 /*
- * Verifies, decodes, records and applies one delivery.  payload is the
- * request body exactly as Stripe sent it (UTF-8).
+ * Decodes, records and applies one authentic event, once.  The caller is
+ * connected to SPI and has established that the payload comes from Stripe
+ * (a verified signature, or Stripe's API); key_mode ("live", "test" or NULL
+ * for no check) is the mode of the configured key.
  */
-static Datum
-sp_ingest(FunctionCallInfo fcinfo, const char *payload, size_t len)
+bool
+sp_ingest_event(const char *payload, size_t len, const char *endpoint, const char *source,
+				const char *key_mode, SpEvent **ev_out)
 {
-	char	   *signature = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
-	char	   *endpoint = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
-	char	  **secrets;
-	int			nsecrets;
-	char	   *key_mode;
-	SpSigHeader header;
-	SpSigResult sig;
-	int			matched;
 	SpEvent    *ev;
 	SpEventResult decoded;
 	char	   *facts;
 	char	   *payload_text;
-	TupleDesc	tupdesc;
-	Datum		result[3];
-	bool		result_nulls[3] = {false, false, false};
-	Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[3];
-	char		nulls[4] = {' ', ' ', ' ', '\0'};
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[4];
+	char		nulls[5] = {' ', ' ', ' ', ' ', '\0'};
 	bool		isnull;
+	Datum		already;
 
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-
-	memset(&header, 0, sizeof(header));
-	sig = sp_sig_parse(signature, signature ? strlen(signature) : 0, &header);
-	sp_raise_signature_error(sig, &header, endpoint);
-
-	SPI_connect();
-	nsecrets = sp_load_secrets(endpoint, &secrets, &key_mode);
-	sig = sp_sig_verify(&header, payload, len, (const char *const *) secrets, nsecrets,
-						sp_unix_now(), sp_webhook_tolerance, &matched);
-	sp_raise_signature_error(sig, &header, endpoint);
-
-	/* authentic from here on */
 	ev = palloc(sizeof(SpEvent));
+	*ev_out = ev;
 	decoded = sp_event_decode(payload, len, ev);
 	if (decoded != SP_EVENT_OK)
 		sp_raise_event_error(decoded, ev);
@@ -261,13 +242,7 @@ sp_ingest(FunctionCallInfo fcinfo, const char *payload, size_t len)
 	if (SPI_execute_plan(seen_plan, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "stripepay: could not look up webhook event %s", ev->id);
 	if (SPI_processed > 0)
-	{
-		SPI_finish();
-		result[0] = CStringGetTextDatum(ev->id);
-		result[1] = CStringGetTextDatum(ev->type);
-		result[2] = BoolGetDatum(true);
-		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), result, result_nulls)));
-	}
+		return true;
 
 	facts = palloc(SP_FACTS_BUFSIZE);
 	if (sp_facts_json(ev, facts, SP_FACTS_BUFSIZE) < 0)
@@ -280,20 +255,60 @@ sp_ingest(FunctionCallInfo fcinfo, const char *payload, size_t len)
 	if (payload_text == payload)
 		payload_text = pnstrdup(payload, len);	/* unconverted bytes lack a NUL */
 
-	sp_keep_plan(&ingest_plan, "SELECT stripepay._ingest($1::jsonb, $2, $3, 'webhook')",
-				 3, argtypes);
+	sp_keep_plan(&ingest_plan, "SELECT stripepay._ingest($1::jsonb, $2, $3, $4)", 4, argtypes);
 	values[0] = CStringGetTextDatum(facts);
 	values[1] = CStringGetTextDatum(payload_text);
 	values[2] = endpoint ? CStringGetTextDatum(endpoint) : (Datum) 0;
 	nulls[2] = endpoint ? ' ' : 'n';
+	values[3] = CStringGetTextDatum(source);
 	if (SPI_execute_plan(ingest_plan, values, nulls, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "stripepay: could not record webhook event %s", ev->id);
 
-	result[2] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	already = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return DatumGetBool(already);
+}
+
+/*
+ * Verifies one delivery, then ingests it.  payload is the request body
+ * exactly as Stripe sent it (UTF-8).
+ */
+static Datum
+sp_ingest(FunctionCallInfo fcinfo, const char *payload, size_t len)
+{
+	char	   *signature = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *endpoint = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	char	  **secrets;
+	int			nsecrets;
+	char	   *key_mode;
+	SpSigHeader header;
+	SpSigResult sig;
+	int			matched;
+	SpEvent    *ev;
+	bool		already;
+	TupleDesc	tupdesc;
+	Datum		result[3];
+	bool		result_nulls[3] = {false, false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	memset(&header, 0, sizeof(header));
+	sig = sp_sig_parse(signature, signature ? strlen(signature) : 0, &header);
+	sp_raise_signature_error(sig, &header, endpoint);
+
+	SPI_connect();
+	nsecrets = sp_load_secrets(endpoint, &secrets, &key_mode);
+	sig = sp_sig_verify(&header, payload, len, (const char *const *) secrets, nsecrets,
+						sp_unix_now(), sp_webhook_tolerance, &matched);
+	sp_raise_signature_error(sig, &header, endpoint);
+
+	/* authentic from here on */
+	already = sp_ingest_event(payload, len, endpoint, "webhook", key_mode, &ev);
 	SPI_finish();
 
 	result[0] = CStringGetTextDatum(ev->id);
 	result[1] = CStringGetTextDatum(ev->type);
+	result[2] = BoolGetDatum(already);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), result, result_nulls)));
 }
 
