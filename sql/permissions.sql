@@ -32,10 +32,15 @@ SELECT p.proname, p.proconfig
  WHERE n.nspname = 'stripepay' AND p.prosecdef
    AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false);
 
--- and so does every other function of the extension
+-- and so does every other function of the extension, except two pure ones
+-- that look nothing up by name when they run (C code, and a SQL body parsed
+-- at CREATE time): without a SET clause the planner can inline them
 SELECT p.proname
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
- WHERE n.nspname = 'stripepay' AND p.proconfig IS NULL;
+  JOIN pg_language l ON l.oid = p.prolang
+ WHERE n.nspname = 'stripepay' AND p.proconfig IS NULL
+   AND NOT (p.proname = '_advances' AND l.lanname = 'c')
+   AND NOT (p.proname = '_id' AND p.prosqlbody IS NOT NULL);
 
 -- a plain role cannot refund, even an existing payment
 SET ROLE regress_sp_plain;

@@ -310,47 +310,14 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.deduction_flow_id_seq', 
  * state is never left (except for a better terminal one: money that moved
  * beats an expiry), a terminal state beats any other whatever its time,
  * and between the others the newer event wins, a tie going to the state
- * further along.
+ * further along.  One implementation in C (sp_rules.c), shared with the
+ * ingest's own path for payments.
  */
-CREATE FUNCTION @extschema@._rank(kind text, status text)
-RETURNS int
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-RETURN CASE kind
-	WHEN 'payment' THEN CASE status
-		WHEN 'PENDING' THEN 0 WHEN 'FAILED' THEN 1 WHEN 'CANCELED' THEN 2 WHEN 'SUCCESSFUL' THEN 3 END
-	WHEN 'refund' THEN CASE status
-		WHEN 'PENDING' THEN 0 WHEN 'SUCCEEDED' THEN 1 WHEN 'CANCELED' THEN 2 WHEN 'FAILED' THEN 2 END
-	WHEN 'subscription' THEN CASE status
-		WHEN 'INCOMPLETE' THEN 0 WHEN 'CANCELED' THEN 2 WHEN 'INCOMPLETE_EXPIRED' THEN 2 ELSE 1 END
-END;
-
-CREATE FUNCTION @extschema@._terminal(kind text, status text)
-RETURNS boolean
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-RETURN CASE kind
-	WHEN 'payment' THEN status IN ('SUCCESSFUL', 'CANCELED')
-	WHEN 'refund' THEN status IN ('FAILED', 'CANCELED')
-	WHEN 'subscription' THEN status IN ('CANCELED', 'INCOMPLETE_EXPIRED')
-END;
-
-/* Whether an event of time new_at bringing new_status may replace the state. */
 CREATE FUNCTION @extschema@._advances(kind text, cur_status text, cur_at timestamptz,
 									  new_status text, new_at timestamptz)
 RETURNS boolean
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-RETURN CASE
-	WHEN new_status IS NULL THEN false
-	WHEN cur_status IS NULL OR cur_at IS NULL THEN true
-	WHEN @extschema@._terminal(kind, cur_status) THEN
-		@extschema@._rank(kind, new_status) > @extschema@._rank(kind, cur_status)
-	WHEN @extschema@._terminal(kind, new_status) THEN true
-	WHEN new_at > cur_at THEN true
-	WHEN new_at = cur_at THEN @extschema@._rank(kind, new_status) >= @extschema@._rank(kind, cur_status)
-	ELSE false
-END;
+AS 'MODULE_PATHNAME', 'stripepay_advances'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 /* Notifications go out on commit only; stripepay.notify = off skips them. */
 CREATE FUNCTION @extschema@._notify(channel text, payload jsonb)
@@ -369,7 +336,6 @@ $$;
 CREATE FUNCTION @extschema@._id(value text)
 RETURNS bigint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 RETURN CASE WHEN value ~ '^[0-9]{1,18}$' THEN value::bigint END;
 
 CREATE TYPE @extschema@._links AS (

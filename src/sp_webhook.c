@@ -24,6 +24,7 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "sp_apply.h"
 #include "sp_event.h"
 #include "sp_facts.h"
 #include "sp_signature.h"
@@ -244,16 +245,24 @@ sp_ingest_event(const char *payload, size_t len, const char *endpoint, const cha
 	if (SPI_processed > 0)
 		return true;
 
+	/* Stripe sends UTF-8; the payload column is in the database's encoding */
+	payload_text = pg_any_to_server(payload, (int) len, PG_UTF8);
+	if (payload_text == payload)
+		payload_text = pnstrdup(payload, len);	/* unconverted bytes lack a NUL */
+
+	if (sp_apply_is_payment_event(ev))
+	{
+		SpApplyResult applied = sp_apply_payment_event(ev, payload_text, endpoint, source);
+
+		if (applied != SP_APPLY_NOT_HANDLED)
+			return applied == SP_APPLY_ALREADY_PROCESSED;
+	}
+
 	facts = palloc(SP_FACTS_BUFSIZE);
 	if (sp_facts_json(ev, facts, SP_FACTS_BUFSIZE) < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("webhook event %s is too large to apply", ev->id)));
-
-	/* Stripe sends UTF-8; the payload column is in the database's encoding */
-	payload_text = pg_any_to_server(payload, (int) len, PG_UTF8);
-	if (payload_text == payload)
-		payload_text = pnstrdup(payload, len);	/* unconverted bytes lack a NUL */
 
 	sp_keep_plan(&ingest_plan, "SELECT stripepay._ingest($1::jsonb, $2, $3, $4)", 4, argtypes);
 	values[0] = CStringGetTextDatum(facts);

@@ -44,6 +44,7 @@ extern void unit_suite_retry(void);
 extern void unit_suite_signature(void);
 extern void unit_suite_event(void);
 extern void unit_suite_facts(void);
+extern void unit_suite_rules(void);
 
 #define TEST(name) static void name(void)
 #define RUN(name) unit_run(#name, name)
