@@ -319,18 +319,22 @@ RETURNS boolean
 AS 'MODULE_PATHNAME', 'stripepay_advances'
 LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
-/* Notifications go out on commit only; stripepay.notify = off skips them. */
+/*
+ * Notifications go out on commit only, from the notifier worker that drains
+ * this outbox (sp_notify.c); stripepay.notify = off skips them.  Unlogged:
+ * like NOTIFY itself, nothing here outlives a crash.
+ */
+CREATE UNLOGGED TABLE @extschema@.notify_outbox (
+	id				bigserial PRIMARY KEY,
+	channel			text NOT NULL,
+	payload			text NOT NULL
+);
+
 CREATE FUNCTION @extschema@._notify(channel text, payload jsonb)
 RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-	IF coalesce(current_setting('stripepay.notify', true), 'on') <> 'off' THEN
-		PERFORM pg_notify(channel, payload::text);
-	END IF;
-END
-$$;
+AS 'MODULE_PATHNAME', 'stripepay_notify'
+LANGUAGE C VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp;
 
 /* A metadata value as a row id, or NULL: metadata is free text. */
 CREATE FUNCTION @extschema@._id(value text)

@@ -22,7 +22,6 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
-#include "commands/async.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
@@ -31,6 +30,7 @@
 #include "utils/timestamp.h"
 
 #include "sp_apply.h"
+#include "sp_notify.h"
 #include "sp_rules.h"
 #include "stripepay.h"
 
@@ -279,7 +279,7 @@ notify_payment(const SpEvent *ev, const PaymentRow *row)
 	StringInfoData buf;
 
 	if (!sp_notify)
-		return;
+		return;				/* not even the text */
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "{\"amount\": " INT64_FORMAT ", \"status\": ", row->amount);
 	escape_json(&buf, row->status);
@@ -289,7 +289,7 @@ notify_payment(const SpEvent *ev, const PaymentRow *row)
 	escape_json(&buf, ev->id);
 	appendStringInfo(&buf, ", \"order_id\": " INT64_FORMAT ", \"payment_id\": " INT64_FORMAT "}",
 					 row->order_id, row->id);
-	Async_Notify("stripepay_payment", buf.data);
+	sp_notify_send("stripepay_payment", buf.data);
 }
 
 bool

@@ -27,6 +27,7 @@ int			sp_connect_timeout_ms = 10000;
 int			sp_max_retries = 2;
 int			sp_webhook_tolerance = 300;
 bool		sp_notify = true;
+bool		sp_notify_worker = true;
 
 void		_PG_init(void);
 
@@ -160,6 +161,15 @@ _PG_init(void)
 							 "Sends NOTIFY stripepay_payment, stripepay_refund and stripepay_recurring_payment.",
 							 "Off saves the commit-time serialization NOTIFY costs when no one listens.",
 							 &sp_notify,
+							 true,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("stripepay.notify_worker",
+							 "Sends notifications from a background worker, after the ingest commits.",
+							 "Off: each ingest sends its own NOTIFY, and notifying commits wait for one another.",
+							 &sp_notify_worker,
 							 true,
 							 PGC_SUSET,
 							 0,

@@ -22,6 +22,7 @@ extern int	sp_connect_timeout_ms;
 extern int	sp_max_retries;
 extern int	sp_webhook_tolerance;
 extern bool sp_notify;
+extern bool sp_notify_worker;
 
 /*
  * SQLSTATEs of class SP, one per kind of Stripe failure, so that callers can

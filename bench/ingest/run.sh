@@ -10,8 +10,10 @@
 #   BENCH_CLIENTS=16         concurrent pgbench clients
 #   BENCH_JOBS=2             pgbench threads
 #   BENCH_PHASE_TIMEOUT=120  seconds a phase may take before the run fails
-#   BENCH_SETS="notify-on notify-off"
-#                            the first-delivery phases, in order: notify-on or
+#   BENCH_SETS="notify-on notify-direct notify-off"
+#                            the first-delivery phases, in order: notify-on (sent by
+#                            the notifier worker), notify-direct (each ingest sends
+#                            its own NOTIFY: stripepay.notify_worker = off) or
 #                            notify-off, optionally with -no-trigger (the user
 #                            trigger disabled); each gets its own fresh events
 #   BENCH_VARIANTS=1         adds notify-off-no-trigger, and a bare INSERT into a
@@ -42,10 +44,10 @@ WAITS=${BENCH_WAITS:-0}
 SECRET="whsec_bench_$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 STARTED=$(date +%s)
 
-read -r -a SETS <<<"${BENCH_SETS:-notify-on notify-off}"
+read -r -a SETS <<<"${BENCH_SETS:-notify-on notify-direct notify-off}"
 [ "$VARIANTS" = 1 ] && [ -z "${BENCH_SETS:-}" ] && SETS+=(notify-off-no-trigger)
 for set in "${SETS[@]}"; do
-	[[ $set =~ ^notify-(on|off)(-no-trigger)?$ ]] || sp_die "BENCH_SETS: unknown set $set"
+	[[ $set =~ ^notify-(on|direct|off)(-no-trigger)?$ ]] || sp_die "BENCH_SETS: unknown set $set"
 done
 TOTAL=$((N * ${#SETS[@]}))	# one fresh event, and PENDING payment, per first delivery
 
@@ -75,10 +77,27 @@ sign() {
 	[ "$(q -c "SELECT count(*) FROM bench_sig")" = $(($2 - $1 + 1)) ] || sp_die "signing failed"
 }
 
-set_notify() {
-	q -c "LOAD 'stripepay'" -c "ALTER SYSTEM SET stripepay.notify = $1" -c "SELECT pg_reload_conf()" >/dev/null
+set_notify() { # set_notify on|off [worker on|off]
+	local worker=${2:-on}
+	q -c "LOAD 'stripepay'" -c "ALTER SYSTEM SET stripepay.notify = $1" \
+		-c "ALTER SYSTEM SET stripepay.notify_worker = $worker" -c "SELECT pg_reload_conf()" >/dev/null
 	sleep 0.2
 	[ "$(q -c "LOAD 'stripepay'" -c "SHOW stripepay.notify")" = "$1" ] || sp_die "stripepay.notify is not $1"
+	[ "$(q -c "LOAD 'stripepay'" -c "SHOW stripepay.notify_worker")" = "$worker" ] ||
+		sp_die "stripepay.notify_worker is not $worker"
+}
+
+# Notifications queued for the notifier so far (the outbox's sequence).
+queued() { q -c "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM stripepay.notify_outbox_id_seq"; }
+
+# The notifier must have sent everything queued: the outbox drains.
+wait_drained() {
+	local i
+	for i in $(seq 100); do
+		[ "$(q -c "SELECT count(*) FROM stripepay.notify_outbox")" = 0 ] && return
+		sleep 0.1
+	done
+	sp_die "the notifier did not drain the outbox"
 }
 
 # CPU ticks the cluster has used: the postmaster's reaped children (backends
@@ -262,10 +281,19 @@ for set in "${SETS[@]}"; do
 	[ -n "${RATE[$key]:-}" ] && key="$key #$((i + 1))"
 	case $set in
 	notify-on*) set_notify on ;;
+	notify-direct*) set_notify on off ;;
 	notify-off*) set_notify off ;;
 	esac
 	[[ $set = *-no-trigger ]] && q -c "ALTER TABLE stripepay.payment_flow DISABLE TRIGGER mark_order_paid"
+	queued_before=$(queued)
 	phase "$key" ingest.sql $((i * N + 1)) "$N"
+	wait_drained
+	case $set in
+	notify-on*) want=$N ;;
+	*) want=0 ;;
+	esac
+	[ $(($(queued) - queued_before)) = "$want" ] ||
+		sp_die "$key: $(($(queued) - queued_before)) notifications went through the notifier, expected $want"
 	[[ $set = *-no-trigger ]] && q -c "ALTER TABLE stripepay.payment_flow ENABLE TRIGGER mark_order_paid"
 	i=$((i + 1))
 done
@@ -332,11 +360,12 @@ report() { # report <label> <key> <baseline letter> [<target ratio>]
 		"$1" "$r" "$ratio" "$3" "$base" "$verdict" "$(calc "$r / $A")" "$(calc "$r / $B")" "${CPU[$2]}" "${WAL[$2]}"
 }
 [ -n "${RATE["ingest notify-on"]:-}" ] && report "ingest notify=on" "ingest notify-on" b 0.9
+[ -n "${RATE["ingest notify-direct"]:-}" ] && report "ingest notify=on, notify_worker=off" "ingest notify-direct" b
 [ -n "${RATE["ingest notify-off"]:-}" ] && report "ingest notify=off" "ingest notify-off" a 0.8
 report "ingest duplicates" "ingest duplicates" a 1.0
 for key in "${KEYS[@]}"; do
 	case $key in
-	"ingest notify-on" | "ingest notify-off" | "ingest duplicates" | baseline*) ;;
+	"ingest notify-on" | "ingest notify-direct" | "ingest notify-off" | "ingest duplicates" | baseline*) ;;
 	*) report "$key" "$key" a ;;
 	esac
 done

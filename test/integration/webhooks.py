@@ -507,6 +507,63 @@ def test_only_the_webhook_role_and_admins_may_ingest():
         q("DROP ROLE regress_sp_relay; DROP ROLE regress_sp_app")
 
 
+def notifier_pids():
+    return q(f"SELECT pid FROM pg_stat_activity WHERE backend_type = 'stripepay notifier'"
+             f"   AND datname = current_database()")
+
+
+def test_notifier_sends_each_notification_once_after_commit():
+    paid = [pay_and_complete(7100 + i) for i in range(10)]
+    waiter = listen("stripepay_payment", 5)
+    bodies = [event_bytes(next(x for x in events if x["type"] == "payment_intent.succeeded"))
+              for _, _, events in paid]
+    errors = []
+
+    def worker(chunk):
+        try:
+            for body in chunk:
+                ingest(body, sign(body), db=DB)
+        except Exception as err:  # reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker, args=(bodies[i::5],)) for i in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    check_eq(errors, [], "errors")
+    check_eq(len(notifier_pids()), 1, "one notifier for the database")
+    notes = waiter()
+    for pid, _, _ in paid:
+        check_eq(len([n for n in notes if n.get("payment_id") == int(pid)]), 1,
+                 f"notifications for payment {pid}")
+    check_eq(one("SELECT count(*) FROM stripepay.notify_outbox"), "0", "outbox drained")
+
+
+def test_a_notifier_that_left_is_replaced_and_direct_notify_still_works():
+    for row in notifier_pids():
+        q(f"SELECT pg_terminate_backend({row[0]})")
+    for _ in range(100):
+        if not notifier_pids():
+            break
+        time.sleep(0.05)
+    check_eq(notifier_pids(), [], "notifier gone")
+    pid, _, events = pay_and_complete(7120)
+    body = event_bytes(next(x for x in events if x["type"] == "payment_intent.succeeded"))
+    waiter = listen("stripepay_payment", 3)
+    ingest(body, sign(body), db=DB)
+    check_eq(len([n for n in waiter() if n.get("payment_id") == int(pid)]), 1, "notification via a new notifier")
+    check_eq(len(notifier_pids()), 1, "a new notifier")
+
+    pid, _, events = pay_and_complete(7121)
+    body = event_bytes(next(x for x in events if x["type"] == "payment_intent.succeeded"))
+    waiter = listen("stripepay_payment", 2)
+    q(f"SET stripepay.notify_worker = off;"
+      f"SELECT stripepay.stripe_ingest_webhook('\\x{body.hex()}'::bytea, '{sign(body)}')")
+    check_eq(len([n for n in waiter() if n.get("payment_id") == int(pid)]), 1,
+             "notification sent directly with stripepay.notify_worker = off")
+    check_eq(one("SELECT count(*) FROM stripepay.notify_outbox"), "0", "nothing queued")
+
 if __name__ == "__main__":
     setup()
     run("webhooks", [
@@ -520,6 +577,8 @@ if __name__ == "__main__":
         test_concurrent_deliveries_process_once,
         test_failing_user_trigger_rolls_the_event_back,
         test_rolled_back_ingest_sends_no_notification,
+        test_notifier_sends_each_notification_once_after_commit,
+        test_a_notifier_that_left_is_replaced_and_direct_notify_still_works,
         test_failed_then_paid_in_any_order_ends_successful,
         test_subscription_events_in_any_order_end_in_the_newest_state,
         test_subscription_period_in_both_api_shapes,
