@@ -68,6 +68,22 @@ sp_require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
 				 errmsg("%s must not be null", name)));
 }
 
+void
+sp_check_owner(const char *created_by, const char *did, const char *action, int64 id)
+{
+	Oid			caller = GetOuterUserId();
+	Oid			admin = get_role_oid("stripepay_admin", true);
+
+	if (!superuser_arg(caller) &&
+		!(OidIsValid(admin) && has_privs_of_role(caller, admin)) &&
+		strcmp(created_by, GetUserNameFromId(caller, false)) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s " INT64_FORMAT, action, id),
+				 errdetail("Only the role that %s (%s) or a member of stripepay_admin may.",
+						   did, created_by)));
+}
+
 /* ----------------------------------------------------------------
  * configure
  * ----------------------------------------------------------------
@@ -103,7 +119,7 @@ sp_key_prefix(const char *key, const char *const *kinds)
 	return 0;
 }
 
-static const char *
+const char *
 sp_key_mode(const char *key)
 {
 	return strstr(key, "_live_") != NULL ? "live" : "test";
