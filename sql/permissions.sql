@@ -37,8 +37,10 @@ SELECT p.proname
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname = 'stripepay' AND p.proconfig IS NULL;
 
--- a plain role cannot refund, even an existing payment
+-- a plain role cannot refund, even an existing payment, nor sync or refresh
 SET ROLE regress_sp_plain;
 SELECT stripepay.stripe_refund(1, 100);
+SELECT stripepay.sync_events();
+SELECT stripepay.refresh_payment(1);
 RESET ROLE;
 DROP ROLE regress_sp_plain;
