@@ -44,16 +44,7 @@ sp_check_price_id(const char *price_id)
 static Datum
 sp_return_recurring_payment(int64 rp_id)
 {
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1];
-	Datum		result;
-
-	values[0] = Int64GetDatum(rp_id);
-	sp_exec("SELECT * FROM stripepay.recurring_payment WHERE id = $1",
-			1, argtypes, values, NULL, SPI_OK_SELECT);
-	result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
-	SPI_finish();
-	return result;
+	return sp_return_row("SELECT * FROM stripepay.recurring_payment WHERE id = $1", rp_id);
 }
 
 /*

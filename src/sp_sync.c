@@ -345,16 +345,7 @@ sp_fetch_object(const char *api_key, const char *path, const char *key_mode)
 static Datum
 sp_return_payment(int64 payment_id)
 {
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1];
-	Datum		result;
-
-	values[0] = Int64GetDatum(payment_id);
-	sp_exec("SELECT * FROM stripepay.payment_record WHERE id = $1",
-			1, argtypes, values, NULL, SPI_OK_SELECT);
-	result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
-	SPI_finish();
-	return result;
+	return sp_return_row("SELECT * FROM stripepay.payment_record WHERE id = $1", payment_id);
 }
 
 /*

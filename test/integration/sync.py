@@ -6,7 +6,7 @@ import datetime
 import threading
 import time
 
-from harness import (WEBHOOK_SECRET, SqlError, check, check_eq, emulator, emulator_events,
+from harness import (WEBHOOK_SECRET, check, check_eq, emulator, emulator_events,
                      emulator_requests, emulator_reset, event_bytes, expect_error, fault, ingest,
                      listen, psql, run, scalar, sign)
 
