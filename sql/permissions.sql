@@ -42,8 +42,10 @@ SELECT p.proname
    AND NOT (p.proname = '_advances' AND l.lanname = 'c')
    AND NOT (p.proname = '_id' AND p.prosqlbody IS NOT NULL);
 
--- a plain role cannot refund, even an existing payment
+-- a plain role cannot refund, even an existing payment, nor sync or refresh
 SET ROLE regress_sp_plain;
 SELECT stripepay.stripe_refund(1, 100);
+SELECT stripepay.sync_events();
+SELECT stripepay.refresh_payment(1);
 RESET ROLE;
 DROP ROLE regress_sp_plain;

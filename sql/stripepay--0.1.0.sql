@@ -878,6 +878,24 @@ LANGUAGE C VOLATILE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 /*
+ * Recovery: what webhooks did not bring, asked of Stripe.  sync_events feeds
+ * the events we lack through the webhook path (source 'sync');
+ * refresh_payment applies one payment's state as Stripe shows it.
+ */
+CREATE FUNCTION @extschema@.sync_events(since timestamptz DEFAULT NULL,
+	OUT synced_from timestamptz, OUT fetched integer, OUT applied integer, OUT already_had integer)
+RETURNS record
+AS 'MODULE_PATHNAME', 'stripepay_sync_events'
+LANGUAGE C VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION @extschema@.refresh_payment(payment_id bigint)
+RETURNS @extschema@.payment_record
+AS 'MODULE_PATHNAME', 'stripepay_refresh_payment'
+LANGUAGE C VOLATILE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+/*
  * Privileges.  Nothing is open to PUBLIC: the admin hands stripepay_user to
  * application roles and stripepay_admin to the people who manage money.
  */
@@ -907,6 +925,9 @@ GRANT SELECT ON @extschema@.webhook_secrets, @extschema@.webhook_endpoint TO str
 GRANT EXECUTE ON FUNCTION @extschema@.setup_webhooks(text), @extschema@.remove_webhooks()
 	TO stripepay_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.add_webhook_secret(text, text, timestamptz) TO stripepay_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.sync_events(timestamptz) TO stripepay_admin;
+/* the role that paid may ask about its own payments; admins about any */
+GRANT EXECUTE ON FUNCTION @extschema@.refresh_payment(bigint) TO stripepay_user, stripepay_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.stripe_ingest_webhook(text, text, text),
 	@extschema@.stripe_ingest_webhook(bytea, text, text)
 	TO stripepay_webhook, stripepay_admin;

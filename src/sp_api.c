@@ -68,6 +68,22 @@ sp_require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
 				 errmsg("%s must not be null", name)));
 }
 
+void
+sp_check_owner(const char *created_by, const char *did, const char *action, int64 id)
+{
+	Oid			caller = GetOuterUserId();
+	Oid			admin = get_role_oid("stripepay_admin", true);
+
+	if (!superuser_arg(caller) &&
+		!(OidIsValid(admin) && has_privs_of_role(caller, admin)) &&
+		strcmp(created_by, GetUserNameFromId(caller, false)) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s " INT64_FORMAT, action, id),
+				 errdetail("Only the role that %s (%s) or a member of stripepay_admin may.",
+						   did, created_by)));
+}
+
 /* ----------------------------------------------------------------
  * configure
  * ----------------------------------------------------------------
@@ -103,7 +119,7 @@ sp_key_prefix(const char *key, const char *const *kinds)
 	return 0;
 }
 
-static const char *
+const char *
 sp_key_mode(const char *key)
 {
 	return strstr(key, "_live_") != NULL ? "live" : "test";
@@ -601,28 +617,22 @@ static bool
 sp_find_refund_by_key(const char *api_key, const char *payment_intent, const char *key,
 					  const char **refund_id)
 {
-	char	   *path = psprintf("/v1/refunds?payment_intent=%s&limit=100", payment_intent);
-	SpHttpResponse resp;
+	SpForm	   *query = sp_form_create();
+	SpStripePage *page = palloc(sizeof(SpStripePage));
 	int			i;
 
-	sp_stripe_call("GET", path, NULL, api_key, NULL, &resp);
-	for (i = 0; i < 100; i++)
+	sp_form_add(query, "payment_intent", payment_intent);
+	sp_form_add_int(query, "limit", SP_STRIPE_PAGE_MAX);
+	sp_stripe_list("/v1/refunds", query, api_key, "refund list", page);
+	for (i = 0; i < page->nitems; i++)
 	{
-		char		p_key[64];
-		char		p_id[64];
-		const char *paths[2];
-		const char *v[2];
+		static const char *const paths[] = {"metadata.stripepay_refund_key"};
+		const char *v[1];
 
-		snprintf(p_key, sizeof(p_key), "data.%d.metadata.stripepay_refund_key", i);
-		snprintf(p_id, sizeof(p_id), "data.%d.id", i);
-		paths[0] = p_key;
-		paths[1] = p_id;
-		sp_stripe_fields(resp.body, resp.body_len, "refund list", paths, 2, v);
-		if (v[1] == NULL)
-			break;
+		sp_stripe_fields(page->items[i].json, page->items[i].json_len, "refund", paths, 1, v);
 		if (v[0] != NULL && strcmp(v[0], key) == 0)
 		{
-			*refund_id = pstrdup(v[1]);
+			*refund_id = pstrdup(page->items[i].id);
 			return true;
 		}
 	}

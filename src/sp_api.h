@@ -27,4 +27,15 @@ extern void sp_form_add_ids(SpForm *form, const char *prefix, int64 order_id,
 /* ERROR (22023) unless url is an absolute http(s) URL; hides the statement. */
 extern void sp_check_url(const char *name, const char *url);
 
+/* "live" or "test": the mode of a Stripe API key. */
+extern const char *sp_key_mode(const char *key);
+
+/*
+ * ERROR (42501) unless the caller is created_by (the role that made the row,
+ * which `did`), a member of stripepay_admin, or a superuser.  action and id
+ * name the row: "change subscription", 3.
+ */
+extern void sp_check_owner(const char *created_by, const char *did,
+						   const char *action, int64 id);
+
 #endif							/* SP_API_H */

@@ -79,46 +79,34 @@ sp_list_endpoints(const char *api_key, SpListedEndpoint *out)
 {
 	int			n = 0;
 	char	   *after = NULL;
+	SpStripePage *page = palloc(sizeof(SpStripePage));
 
-	for (;;)
+	do
 	{
-		char	   *path = after
-			? psprintf("/v1/webhook_endpoints?limit=100&starting_after=%s", after)
-			: pstrdup("/v1/webhook_endpoints?limit=100");
-		SpHttpResponse resp;
-		const char *more[1];
-		static const char *const more_path[] = {"has_more"};
+		SpForm	   *query = sp_form_create();
 		int			i;
 
-		sp_stripe_call("GET", path, NULL, api_key, NULL, &resp);
-		for (i = 0; i < 100; i++)
+		sp_form_add_int(query, "limit", SP_STRIPE_PAGE_MAX);
+		if (after)
+			sp_form_add(query, "starting_after", after);
+		sp_stripe_list("/v1/webhook_endpoints", query, api_key, "endpoint list", page);
+		for (i = 0; i < page->nitems; i++)
 		{
-			char		p_id[48],
-						p_url[48],
-						p_md[64];
-			const char *paths[3] = {p_id, p_url, p_md};
-			const char *v[3];
+			static const char *const paths[] = {"url", "metadata.stripepay_endpoint"};
+			const char *v[2];
 
-			snprintf(p_id, sizeof(p_id), "data.%d.id", i);
-			snprintf(p_url, sizeof(p_url), "data.%d.url", i);
-			snprintf(p_md, sizeof(p_md), "data.%d.metadata.stripepay_endpoint", i);
-			sp_stripe_fields(resp.body, resp.body_len, "endpoint list", paths, 3, v);
-			if (v[0] == NULL)
-				break;
 			if (n >= SP_LIST_MAX)
 				ereport(ERROR,
 						(errcode(ERRCODE_SP_TOO_MANY_ENDPOINTS),
 						 errmsg("the Stripe account lists more than %d webhook endpoints", SP_LIST_MAX)));
-			out[n].id = pstrdup(v[0]);
-			out[n].url = v[1] ? pstrdup(v[1]) : NULL;
-			out[n].ours = v[2] ? pstrdup(v[2]) : NULL;
+			sp_stripe_fields(page->items[i].json, page->items[i].json_len, "endpoint", paths, 2, v);
+			out[n].id = pstrdup(page->items[i].id);
+			out[n].url = v[0] ? pstrdup(v[0]) : NULL;
+			out[n].ours = v[1] ? pstrdup(v[1]) : NULL;
 			after = out[n].id;
 			n++;
 		}
-		sp_stripe_fields(resp.body, resp.body_len, "endpoint list", more_path, 1, more);
-		if (i == 0 || more[0] == NULL || strcmp(more[0], "true") != 0)
-			break;
-	}
+	} while (page->has_more && page->nitems > 0);
 	return n;
 }
 

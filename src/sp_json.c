@@ -369,6 +369,21 @@ sp_json_value_text(struct json_object *obj, const char **text, size_t *len)
 	return SP_JSON_INVALID;
 }
 
+/* Copies len bytes and a NUL into the arena; NULL when it is full. */
+static const char *
+sp_arena_copy(char *arena, size_t arena_size, size_t *used, const char *text, size_t len)
+{
+	char	   *dst;
+
+	if (arena == NULL || len >= arena_size - *used)
+		return NULL;
+	dst = arena + *used;
+	memcpy(dst, text, len);
+	dst[len] = '\0';
+	*used += len + 1;
+	return dst;
+}
+
 int
 sp_json_extract(const char *json, size_t len, const char *const *paths,
 				int npaths, char *arena, size_t arena_size,
@@ -402,15 +417,12 @@ sp_json_extract(const char *json, size_t len, const char *const *paths,
 			break;
 		if (text == NULL)
 			continue;
-		if (arena == NULL || tlen >= arena_size - used)
+		values[i] = sp_arena_copy(arena, arena_size, &used, text, tlen);
+		if (values[i] == NULL)
 		{
 			rc = SP_JSON_ARENA_FULL;
 			break;
 		}
-		memcpy(arena + used, text, tlen);
-		arena[used + tlen] = '\0';
-		values[i] = arena + used;
-		used += tlen + 1;
 	}
 
 	json_object_put(root);
@@ -419,4 +431,73 @@ sp_json_extract(const char *json, size_t len, const char *const *paths,
 		for (i = 0; i < npaths; i++)
 			values[i] = NULL;
 	return rc;
+}
+
+int
+sp_json_list(const char *json, size_t len, SpJsonItem *items, int max_items,
+			 bool *has_more, char *arena, size_t arena_size)
+{
+	struct json_object *root;
+	struct json_object *data;
+	struct json_object *more;
+	size_t		used = 0;
+	size_t		n;
+	size_t		i;
+	int			rc;
+
+	*has_more = false;
+	if (items == NULL || max_items < 0)
+		return SP_JSON_INVALID;
+	rc = sp_json_parse(json, len, SP_JSON_MAX_DEPTH, &root);
+	if (rc != SP_JSON_OK)
+		return rc;
+
+	if (!json_object_is_type(root, json_type_object) ||
+		!json_object_object_get_ex(root, "data", &data) ||
+		!json_object_is_type(data, json_type_array) ||
+		(json_object_object_get_ex(root, "has_more", &more) &&
+		 !json_object_is_type(more, json_type_boolean)) ||
+		json_object_array_length(data) > (size_t) max_items)
+	{
+		json_object_put(root);
+		return SP_JSON_INVALID;
+	}
+	*has_more = json_object_object_get_ex(root, "has_more", &more) &&
+		json_object_get_boolean(more);
+
+	n = json_object_array_length(data);
+	for (i = 0; i < n && rc == SP_JSON_OK; i++)
+	{
+		struct json_object *item = json_object_array_get_idx(data, i);
+		struct json_object *id;
+		const char *text;
+		size_t		tlen;
+
+		if (!json_object_is_type(item, json_type_object) ||
+			!json_object_object_get_ex(item, "id", &id) ||
+			!json_object_is_type(id, json_type_string))
+		{
+			rc = SP_JSON_INVALID;
+			break;
+		}
+		rc = sp_json_value_text(id, &text, &tlen);
+		if (rc != SP_JSON_OK)
+			break;
+		items[i].id = sp_arena_copy(arena, arena_size, &used, text, tlen);
+		rc = sp_json_value_text(item, &text, &tlen);
+		if (rc != SP_JSON_OK)
+			break;
+		items[i].json = sp_arena_copy(arena, arena_size, &used, text, tlen);
+		items[i].json_len = tlen;
+		if (items[i].id == NULL || items[i].json == NULL)
+			rc = SP_JSON_ARENA_FULL;
+	}
+	json_object_put(root);
+
+	if (rc != SP_JSON_OK)
+	{
+		*has_more = false;
+		return rc;
+	}
+	return (int) n;
 }

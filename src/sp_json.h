@@ -74,4 +74,26 @@ extern int	sp_json_extract(const char *json, size_t len,
 							char *arena, size_t arena_size,
 							const char **values);
 
+/* One element of a Stripe list's data array. */
+typedef struct SpJsonItem
+{
+	const char *id;				/* its "id" */
+	const char *json;			/* the element as compact JSON text */
+	size_t		json_len;
+} SpJsonItem;
+
+/*
+ * Splits a Stripe list object ({"object": "list", "data": [...],
+ * "has_more": ...}) into its elements, in the order Stripe sent them.  Each
+ * element must be an object with a string "id"; its JSON and id are copied
+ * into arena (about the input's size suffices: the copies are compact).
+ *
+ * Returns the number of elements (0 to max_items) and sets *has_more, or a
+ * negative SP_JSON_* code: SP_JSON_INVALID also when the body is not such a
+ * list, an element lacks its id, or there are more than max_items elements.
+ */
+extern int	sp_json_list(const char *json, size_t len, SpJsonItem *items,
+						 int max_items, bool *has_more,
+						 char *arena, size_t arena_size);
+
 #endif							/* SP_JSON_H */

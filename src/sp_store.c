@@ -7,6 +7,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
 #include "executor/spi.h"
 
 #include "sp_store.h"
@@ -23,6 +24,21 @@ sp_exec(const char *sql, int nargs, Oid *argtypes, Datum *values,
 		elog(ERROR, "stripepay: SPI_execute_with_args returned %s for \"%s\"",
 			 SPI_result_code_string(ret), sql);
 	return SPI_processed;
+}
+
+Datum
+sp_return_row(const char *select_by_id, int64 id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1];
+	Datum		result;
+
+	values[0] = Int64GetDatum(id);
+	if (sp_exec(select_by_id, 1, argtypes, values, NULL, SPI_OK_SELECT) != 1)
+		elog(ERROR, "stripepay: \"%s\" found no row " INT64_FORMAT, select_by_id, id);
+	result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
+	SPI_finish();
+	return result;
 }
 
 char *

@@ -37,6 +37,12 @@ extern void sp_settings_require_success_url(const SpSettings *settings);
 extern uint64 sp_exec(const char *sql, int nargs, Oid *argtypes, Datum *values,
 					  const char *nulls, int expected_ret);
 
+/*
+ * The one row `select_by_id` (a SELECT * with $1 = id) finds, as a
+ * function's composite result; ends the SPI connection.
+ */
+extern Datum sp_return_row(const char *select_by_id, int64 id);
+
 /* Text of column `col` (1-based) of row `row` of the last result, or NULL. */
 extern char *sp_result_text(uint64 row, int col);
 

@@ -165,3 +165,47 @@ sp_stripe_fields(const char *body, size_t len, const char *what,
 				 errmsg("unexpected response from Stripe"),
 				 errdetail("The %s Stripe returned is not valid JSON.", what)));
 }
+
+void
+sp_stripe_list(const char *path, const SpForm *query, const char *api_key,
+			   const char *what, SpStripePage *page)
+{
+	char	   *url = query && query->len > 0 ? psprintf("%s?%s", path, query->data) : pstrdup(path);
+	SpHttpResponse resp;
+	size_t		arena_size;
+	char	   *arena;
+	int			n;
+
+	if (query != NULL && query->failed)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory"),
+				 errdetail("Could not build the query for Stripe.")));
+	sp_stripe_call("GET", url, NULL, api_key, NULL, &resp);
+
+	/*
+	 * Compact copies of the items and their ids fit in twice the body, but
+	 * for bytes json-c escapes that Stripe did not (at most six bytes each).
+	 */
+	arena_size = resp.body_len * 2 + 64;
+	arena = palloc(arena_size);
+	n = sp_json_list(resp.body, resp.body_len, page->items, SP_STRIPE_PAGE_MAX, &page->has_more,
+					 arena, arena_size);
+	if (n == SP_JSON_ARENA_FULL)
+	{
+		pfree(arena);
+		arena_size = resp.body_len * 12 + 64;
+		arena = palloc(arena_size);
+		n = sp_json_list(resp.body, resp.body_len, page->items, SP_STRIPE_PAGE_MAX,
+						 &page->has_more, arena, arena_size);
+	}
+	if (n < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_SP_API_ERROR),
+				 errmsg("unexpected response from Stripe"),
+				 errdetail("The %s Stripe returned is not a list of objects with ids.", what),
+				 errcontext("Stripe request GET %s, Request-Id %s", url,
+							resp.request_id[0] ? resp.request_id : "none")));
+	page->nitems = n;
+	pfree(resp.body);
+}

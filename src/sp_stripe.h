@@ -11,6 +11,18 @@
 
 #include "sp_form.h"
 #include "sp_http.h"
+#include "sp_json.h"
+
+/* Stripe's largest page: limit=100 */
+#define SP_STRIPE_PAGE_MAX 100
+
+/* One page of a Stripe list; items point into memory of the caller's context. */
+typedef struct SpStripePage
+{
+	int			nitems;
+	SpJsonItem	items[SP_STRIPE_PAGE_MAX];
+	bool		has_more;
+} SpStripePage;
 
 /*
  * Sends a request and returns the 2xx response body; any other outcome is
@@ -47,5 +59,13 @@ extern char *sp_idempotency_key(const char *operation, const char *what);
 /* Reads scalar fields of a 2xx JSON body; ERROR if it is not JSON. */
 extern void sp_stripe_fields(const char *body, size_t len, const char *what,
 							 const char *const *paths, int npaths, const char **values);
+
+/*
+ * GETs one page of a Stripe list, path plus query (a form, or NULL), and
+ * splits it into its items; any Stripe error, or a body that is not a list,
+ * is an ERROR.  what names the objects for messages ("event list").
+ */
+extern void sp_stripe_list(const char *path, const SpForm *query, const char *api_key,
+						   const char *what, SpStripePage *page);
 
 #endif							/* SP_STRIPE_H */

@@ -13,12 +13,10 @@
  */
 #include "postgres.h"
 
-#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "utils/acl.h"
 #include "utils/builtins.h"
 
 #include "sp_api.h"
@@ -46,16 +44,7 @@ sp_check_price_id(const char *price_id)
 static Datum
 sp_return_recurring_payment(int64 rp_id)
 {
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1];
-	Datum		result;
-
-	values[0] = Int64GetDatum(rp_id);
-	sp_exec("SELECT * FROM stripepay.recurring_payment WHERE id = $1",
-			1, argtypes, values, NULL, SPI_OK_SELECT);
-	result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
-	SPI_finish();
-	return result;
+	return sp_return_row("SELECT * FROM stripepay.recurring_payment WHERE id = $1", rp_id);
 }
 
 /*
@@ -171,9 +160,7 @@ sp_lock_own_subscription(int64 rp_id, char **subscription_id, char **status, cha
 {
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1];
-	Oid			caller = GetOuterUserId();
 	char	   *created_by;
-	Oid			admin;
 
 	values[0] = Int64GetDatum(rp_id);
 	if (sp_exec("SELECT subscription_id, status, created_by, checkout_session_id"
@@ -187,14 +174,7 @@ sp_lock_own_subscription(int64 rp_id, char **subscription_id, char **status, cha
 	created_by = sp_result_text(0, 3);
 	*session_id = sp_result_text(0, 4);
 
-	admin = get_role_oid("stripepay_admin", true);
-	if (!superuser_arg(caller) &&
-		!(OidIsValid(admin) && has_privs_of_role(caller, admin)) &&
-		strcmp(created_by, GetUserNameFromId(caller, false)) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to change subscription " INT64_FORMAT, rp_id),
-				 errdetail("Only the role that subscribed (%s) or a member of stripepay_admin may.", created_by)));
+	sp_check_owner(created_by, "subscribed", "change subscription", rp_id);
 }
 
 /* Records Stripe's answer about a subscription through the state rules. */

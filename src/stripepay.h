@@ -43,6 +43,7 @@ extern bool sp_notify_worker;
 #define ERRCODE_SP_ALREADY_SUBSCRIBED	MAKE_SQLSTATE('S','P','0','1','5')
 #define ERRCODE_SP_NO_SUCH_SUBSCRIPTION	MAKE_SQLSTATE('S','P','0','1','6')
 #define ERRCODE_SP_NOT_RESUMABLE		MAKE_SQLSTATE('S','P','0','1','7')
+#define ERRCODE_SP_NOT_AT_STRIPE		MAKE_SQLSTATE('S','P','0','1','8')
 #define ERRCODE_SP_TOO_MANY_ENDPOINTS	MAKE_SQLSTATE('S','P','0','3','0')
 
 /* webhooks: each way an incoming event can be refused */

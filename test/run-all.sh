@@ -78,6 +78,9 @@ run_counted webhooks python3 "$SP_ROOT/test/integration/webhooks.py"
 sp_log "refunds and subscriptions"
 run_counted money python3 "$SP_ROOT/test/integration/money.py"
 
+sp_log "recovery: sync_events and refresh_payment"
+run_counted sync python3 "$SP_ROOT/test/integration/sync.py"
+
 sp_log "stripepay-relay"
 run_counted relay python3 "$SP_ROOT/test/relay/run.py"
 

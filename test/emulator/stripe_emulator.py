@@ -930,6 +930,10 @@ class State:
                     continue
                 if f.get("method") and f["method"] != method:
                     continue
+                if f["after"] > 0:
+                    # a failure mid-way: the first `after` matching requests pass
+                    f["after"] -= 1
+                    continue
                 f["remaining"] -= 1
                 f["hits"] += 1
                 return dict(f)
@@ -2545,8 +2549,11 @@ def c_add_fault(st, body, q):
     seconds = body.get("seconds", 30)
     if not isinstance(seconds, (int, float)) or seconds < 0:
         raise ControlError(400, "seconds must be a non-negative number")
+    after = body.get("after", 0)
+    if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+        raise ControlError(400, "after must be a non-negative integer")
     f = {"id": "fault_%d" % next(st.fault_ids), "mode": mode, "count": count, "remaining": count,
-         "hits": 0, "path_prefix": prefix, "seconds": seconds,
+         "hits": 0, "path_prefix": prefix, "seconds": seconds, "after": after,
          "method": body.get("method"),
          "store": mode in ("500", "503") and bool(body.get("store", False))}
     if "retry_after" in body:

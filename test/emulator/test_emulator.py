@@ -552,9 +552,17 @@ class Faults(Base):
         self.assertEqual(r.status, 200, r.raw)
         self.assertGreaterEqual(time.monotonic() - t0, 0.55)
 
+    def test_after_lets_the_first_requests_pass(self):
+        ctl("POST", "faults", {"mode": "500", "count": 1, "after": 2, "path_prefix": "/v1/events"})
+        call("POST", "/v1/payment_intents", {"amount": 100, "currency": "usd"})   # not matching
+        self.assertEqual([call("GET", "/v1/events").status for _ in range(4)], [200, 200, 500, 200])
+        self.assertEqual([f["hits"] for f in ctl("GET", "faults").json], [1])
+
     def test_bad_fault_rejected(self):
         self.assertEqual(ctl("POST", "faults", {"mode": "404"}).status, 400)
         self.assertEqual(ctl("POST", "faults", {"mode": "429", "path_prefix": "/_emulator"}).status, 400)
+        for after in (-1, "2", True):
+            self.assertEqual(ctl("POST", "faults", {"mode": "500", "after": after}).status, 400)
 
 
 class KeepAlive(Base):
@@ -1074,6 +1082,38 @@ class EventsList(Base):
         for e in evs:
             self.assertIsInstance(e["created"], int)
         self.assertEqual(call("GET", "/v1/events", {"limit": 100}, key=LIVE_KEY).json["data"], [])
+
+    def test_walk_back_then_forward(self):
+        """What sync_events relies on: page back to the oldest page with starting_after, then
+        forward with ending_before (the closest newer page, has_more for newer still), under
+        created[gte]; an event made meanwhile shows up at the newest end."""
+        for amount in range(100, 107):
+            call("POST", "/v1/payment_intents", {"amount": amount, "currency": "usd"})
+        ctl("POST", "clock", {"advance": 3})
+        for amount in range(200, 205):
+            call("POST", "/v1/payment_intents", {"amount": amount, "currency": "usd"})
+        evs = ctl("GET", "events").json                     # oldest first
+        since = evs[7]["created"]
+        newer = [e["id"] for e in evs if e["created"] >= since]
+        self.assertEqual(len(newer), 5)
+        q = {"limit": 2, "created": {"gte": since}}
+        back, page = [], call("GET", "/v1/events", q).json
+        while True:
+            back.append([e["id"] for e in page["data"]])
+            if not page["has_more"]:
+                break
+            page = call("GET", "/v1/events", dict(q, starting_after=back[-1][-1])).json
+        self.assertEqual(back, [newer[:2:-1], newer[2:0:-1], newer[:1]])
+        call("POST", "/v1/payment_intents", {"amount": 300, "currency": "usd"})
+        forward, cursor = [], newer[0]
+        while True:
+            page = call("GET", "/v1/events", dict(q, ending_before=cursor)).json
+            forward.append([e["id"] for e in page["data"]])
+            if not page["has_more"]:
+                break
+            cursor = page["data"][0]["id"]
+        latest = ctl("GET", "events").json[-1]["id"]
+        self.assertEqual(forward, [newer[2:0:-1], newer[4:2:-1], [latest]])
 
 
 # --------------------------------------------------------------------------------------

@@ -135,6 +135,28 @@ def ingest(payload, header, endpoint=None, db="sp_integration"):
     return event_id, event_type, already == "t"
 
 
+def listen(channel, seconds, db="sp_integration"):
+    """A real LISTEN connection for `seconds`; returns a function that waits for it
+    and returns the JSON payloads it received on channel."""
+    proc = subprocess.Popen(["psql", "-X", "-q", "-d", db, "-c", f"LISTEN {channel}",
+                             "-c", f"SELECT pg_sleep({seconds})"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(100):
+        if scalar(f"SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep({seconds})%'",
+                  db=db) != "0":
+            break
+        time.sleep(0.05)
+
+    def result():
+        out, _ = proc.communicate(timeout=seconds + 30)
+        payloads = []
+        for line in out.splitlines():
+            if line.startswith("Asynchronous notification") and f'"{channel}"' in line:
+                payloads.append(json.loads(line.split(' with payload "', 1)[1].rsplit('" received', 1)[0]))
+        return payloads
+    return result
+
+
 def emulator_events(**query):
     qs = "&".join(f"{k}={v}" for k, v in query.items())
     return emulator("GET", "/_emulator/events" + (f"?{qs}" if qs else ""))

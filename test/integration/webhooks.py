@@ -4,13 +4,13 @@ import copy
 import json
 import os
 import random
-import subprocess
 import threading
 import time
 
 from harness import (EMULATOR, WEBHOOK_SECRET, SqlError, check, check_eq, emulator,
                      emulator_events, emulator_reset, event_bytes, expect_error, ingest,
                      psql, run, scalar, sign)
+from harness import listen as harness_listen
 
 DB = "sp_webhooks"
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "events")
@@ -74,24 +74,7 @@ CREATE TRIGGER mark_order AFTER INSERT ON stripepay.payment_flow FOR EACH ROW EX
 
 
 def listen(channel, seconds):
-    """A real LISTEN connection; returns a function that waits for it and
-    returns the payloads it received."""
-    proc = subprocess.Popen(["psql", "-X", "-q", "-d", DB, "-c", f"LISTEN {channel}",
-                             "-c", f"SELECT pg_sleep({seconds})"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for _ in range(100):
-        if one(f"SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep({seconds})%'") != "0":
-            break
-        time.sleep(0.05)
-
-    def result():
-        out, _ = proc.communicate(timeout=seconds + 30)
-        payloads = []
-        for line in out.splitlines():
-            if line.startswith("Asynchronous notification") and f'"{channel}"' in line:
-                payloads.append(json.loads(line.split(' with payload "', 1)[1].rsplit('" received', 1)[0]))
-        return payloads
-    return result
+    return harness_listen(channel, seconds, db=DB)
 
 
 def pay_and_complete(order_id, outcome="paid", amount=1500):

@@ -604,16 +604,113 @@ TEST(json_random_bytes)
 		size_t		i;
 		int			rc;
 		SpStripeError err;
+		SpJsonItem	items[2];
+		bool		more;
+		int			nlist;
 
 		CHECK(buf != NULL);
 		for (i = 0; i < len; i++)
 			buf[i] = (iter & 1) ? (char) rng_next(&seed)
 				: "{}[]\":,0a1 \\e"[rng_next(&seed) % 13];
+
 		rc = sp_json_extract(buf, len, paths, 2, arena, sizeof(arena), values);
 		sp_stripe_error_parse(buf, len, &err);
+		nlist = sp_json_list(buf, len, items, 2, &more, arena, sizeof(arena));
 		free(buf);
 		CHECK(rc == SP_JSON_OK || rc == SP_JSON_INVALID || rc == SP_JSON_ARENA_FULL);
+		CHECK((nlist >= 0 && nlist <= 2) || nlist == SP_JSON_INVALID || nlist == SP_JSON_ARENA_FULL);
 	}
+}
+
+/* GET /v1/events as Stripe answers it, pretty-printed, newest first */
+static const char event_list_body[] =
+"{\n"
+"  \"object\": \"list\",\n"
+"  \"data\": [\n"
+"    {\"id\": \"evt_2\", \"object\": \"event\", \"created\": 1700000001,\n"
+"     \"data\": {\"object\": {\"id\": \"pi_1\", \"note\": \"caf\\u00e9 a/b \\\"q\\\"\", \"n\": 1.50}}},\n"
+"    {\"id\": \"evt_1\", \"object\": \"event\", \"created\": 1700000000, \"data\": {\"object\": {}}}\n"
+"  ],\n"
+"  \"has_more\": true,\n"
+"  \"url\": \"/v1/events\"\n"
+"}\n";
+
+TEST(json_list_splits_a_page)
+{
+	SpJsonItem	items[4];
+	bool		more = false;
+	char		arena[1024];
+	int			n = sp_json_list(event_list_body, strlen(event_list_body), items, 4, &more,
+								 arena, sizeof(arena));
+
+	CHECK_INT_EQ(n, 2);
+	CHECK(more);
+	CHECK_STR_EQ(items[0].id, "evt_2");
+	CHECK_STR_EQ(items[1].id, "evt_1");
+	/* compact, the escapes decoded, numbers kept as sent */
+	CHECK_STR_EQ(items[0].json,
+				 "{\"id\":\"evt_2\",\"object\":\"event\",\"created\":1700000001,"
+				 "\"data\":{\"object\":{\"id\":\"pi_1\",\"note\":\"caf\xc3\xa9 a/b \\\"q\\\"\",\"n\":1.50}}}");
+	CHECK_INT_EQ((long long) items[0].json_len, (long long) strlen(items[0].json));
+	CHECK_STR_EQ(items[1].json,
+				 "{\"id\":\"evt_1\",\"object\":\"event\",\"created\":1700000000,\"data\":{\"object\":{}}}");
+	CHECK(items[0].json >= arena && items[1].json < arena + sizeof(arena));
+}
+
+TEST(json_list_empty_and_last_page)
+{
+	static const char empty[] = "{\"object\":\"list\",\"data\":[],\"has_more\":false}";
+	static const char no_more[] = "{\"object\":\"list\",\"data\":[{\"id\":\"we_1\"}]}";
+	SpJsonItem	items[1];
+	bool		more = true;
+	char		arena[64];
+
+	CHECK_INT_EQ(sp_json_list(empty, strlen(empty), items, 1, &more, arena, sizeof(arena)), 0);
+	CHECK(!more);
+	more = true;
+	CHECK_INT_EQ(sp_json_list(no_more, strlen(no_more), items, 1, &more, arena, sizeof(arena)), 1);
+	CHECK(!more);
+	CHECK_STR_EQ(items[0].id, "we_1");
+}
+
+TEST(json_list_refuses_what_is_not_a_list)
+{
+	static const char *const bad[] = {
+		"[]", "{}", "{\"data\":{}}", "{\"data\":[1]}", "{\"data\":[{}]}",
+		"{\"data\":[{\"id\":7}]}", "{\"data\":[{\"id\":null}]}",
+		"{\"data\":[{\"id\":\"a\\u0000b\"}]}", "{\"data\":[],\"has_more\":\"yes\"}",
+		"{\"data\":[{\"id\":\"x\",\"n\":99999999999999999999}]}",
+		"{\"data\":[{\"id\":\"a\"},{\"id\":\"b\"}]}",	/* more than max_items */
+		"{\"data\":[", "not json",
+	};
+	size_t		i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+	{
+		SpJsonItem	items[1];
+		bool		more = true;
+		char		arena[256];
+		int			rc = sp_json_list(bad[i], strlen(bad[i]), items, 1, &more, arena, sizeof(arena));
+
+		if (rc != SP_JSON_INVALID || more)
+		{
+			unit_fail(__FILE__, __LINE__, "case %zu (%s): rc %d", i, bad[i], rc);
+			return;
+		}
+	}
+}
+
+TEST(json_list_arena_full)
+{
+	SpJsonItem	items[2];
+	bool		more = true;
+	char		arena[40];
+
+	CHECK_INT_EQ(sp_json_list(event_list_body, strlen(event_list_body), items, 2, &more,
+							  arena, sizeof(arena)), SP_JSON_ARENA_FULL);
+	CHECK(!more);
+	CHECK_INT_EQ(sp_json_list(event_list_body, strlen(event_list_body), items, 2, &more,
+							  NULL, 0), SP_JSON_ARENA_FULL);
 }
 
 void
@@ -634,4 +731,8 @@ unit_suite_json(void)
 	RUN(json_extract_depth);
 	RUN(json_extract_mutations);
 	RUN(json_random_bytes);
+	RUN(json_list_splits_a_page);
+	RUN(json_list_empty_and_last_page);
+	RUN(json_list_refuses_what_is_not_a_list);
+	RUN(json_list_arena_full);
 }
