@@ -847,13 +847,27 @@ def test_batches_form_under_concurrency():
     relay = Relay("batch-load", args=["--pool", "2"]).start()
     prefix = f"evt_rb_{PID}_"
     events = [plan_event(f"{prefix}{i}") for i in range(400)]
+    # which backends stored them: a batch must leave its connection usable
+    q(f"""CREATE TABLE public.relay_backends (pid int);
+          CREATE FUNCTION public.relay_note_backend() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN
+            IF NEW.id LIKE '{prefix}%' THEN INSERT INTO public.relay_backends VALUES (pg_backend_pid()); END IF;
+            RETURN NULL;
+          END $$;
+          CREATE TRIGGER relay_note_backend AFTER INSERT ON stripepay.webhook_event
+              FOR EACH ROW EXECUTE FUNCTION public.relay_note_backend();
+          GRANT INSERT ON public.relay_backends TO stripepay_webhook;""")
     try:
         before = one(f"SELECT xact_commit FROM pg_stat_database WHERE datname = '{DB}'")
         sender = Sender(relay.port, events, threads=16, pace=0).start()
         sender.join(90)
         check_all_landed_once(prefix, sender)
+        check_eq(one("SELECT count(DISTINCT pid) <= 2 FROM public.relay_backends"), "t",
+                 "the events were stored by the pool's two connections")
     finally:
         check_eq(relay.stop(), 0, "exit code")
+        q("DROP TRIGGER relay_note_backend ON stripepay.webhook_event; "
+          "DROP FUNCTION public.relay_note_backend(); DROP TABLE public.relay_backends")
     sizes = log_batches(relay, {e["id"] for e in events})
     check_eq(len(sizes), len(events), "a log line for each event")
     shared = sum(1 for n in sizes.values() if n > 1)
