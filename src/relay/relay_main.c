@@ -13,7 +13,8 @@
  * user trigger failed, a timeout), so that nothing is lost.
  *
  * libmicrohttpd runs one thread per HTTP connection; each request borrows a
- * database connection from a fixed pool (relay_pool.c) for its statement.
+ * database connection from a fixed pool (relay_pool.c) for its statement,
+ * or shares one transaction with the requests that queued beside it.
  * SIGTERM or SIGINT stops accepting, lets the requests in flight finish,
  * and exits 0.
  *
@@ -67,6 +68,8 @@ typedef struct RelayConfig
 	long		pool;
 	long		max_body;
 	long		timeout_ms;
+	long		batch;
+	bool		pipeline;
 } RelayConfig;
 
 /* one HTTP request, from its headers to its log line */
@@ -85,6 +88,7 @@ typedef struct RelayRequest
 	int			status;			/* as queued; 0 until then */
 	char		event_id[96];
 	char		sqlstate[6];
+	int			batch;			/* events that shared its transaction */
 } RelayRequest;
 
 static RelayConfig relay_config;
@@ -301,6 +305,7 @@ relay_ingest(struct MHD_Connection *conn, RelayRequest *req)
 	free(req->body);
 	req->body = NULL;
 	memcpy(req->sqlstate, out.sqlstate, sizeof(req->sqlstate));
+	req->batch = out.batch;
 
 	if (out.http_status == 200)
 	{
@@ -334,6 +339,7 @@ relay_health(struct MHD_Connection *conn, RelayRequest *req)
 	q.sql = "SELECT 1";
 	relay_pool_query(relay_pool, &q, req->started_ms, &out);
 	memcpy(req->sqlstate, out.sqlstate, sizeof(req->sqlstate));
+	req->batch = out.batch;
 	if (out.http_status == 200)
 	{
 		PQclear(out.result);
@@ -508,7 +514,7 @@ relay_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	clock_gettime(CLOCK_REALTIME, &now);
 	relay_format_log(line, sizeof(line), &now, req->method, req->path, endpoint,
 					 req->event_id, req->status, (long) (relay_now_ms() - req->started_ms),
-					 req->sqlstate);
+					 req->batch, req->sqlstate);
 	relay_log_raw(line);
 	free(req->body);
 	free(req);
@@ -594,6 +600,10 @@ relay_usage(FILE *out)
 			"                        suffixes allowed (default 1M)\n"
 			"  --timeout-ms MS       wait for a connection, and the  STRIPEPAY_RELAY_TIMEOUT_MS\n"
 			"                        statement_timeout (default 10000)\n"
+			"  --batch N             most events one transaction     STRIPEPAY_RELAY_BATCH\n"
+			"                        commits, 1-1000 (default 32; 1: each alone)\n"
+			"  --pipeline on|off     send a batch in one round trip  STRIPEPAY_RELAY_PIPELINE\n"
+			"                        (libpq pipeline mode; default on)\n"
 			"  --help                show this help and exit\n"
 			"  --version             show the version and exit\n"
 			"\n"
@@ -613,6 +623,8 @@ relay_configure(int argc, char **argv)
 		{"pool", required_argument, NULL, 'p'},
 		{"max-body", required_argument, NULL, 'm'},
 		{"timeout-ms", required_argument, NULL, 't'},
+		{"batch", required_argument, NULL, 'b'},
+		{"pipeline", required_argument, NULL, 'P'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0}
@@ -623,6 +635,10 @@ relay_configure(int argc, char **argv)
 	const char *pool_src = "STRIPEPAY_RELAY_POOL";
 	const char *max_body_src = "STRIPEPAY_RELAY_MAX_BODY";
 	const char *timeout_src = "STRIPEPAY_RELAY_TIMEOUT_MS";
+	const char *batch = getenv("STRIPEPAY_RELAY_BATCH");
+	const char *batch_src = "STRIPEPAY_RELAY_BATCH";
+	const char *pipeline = getenv("STRIPEPAY_RELAY_PIPELINE");
+	const char *pipeline_src = "STRIPEPAY_RELAY_PIPELINE";
 	char	   *errmsg = NULL;
 	PQconninfoOption *parsed;
 	int			c;
@@ -651,6 +667,14 @@ relay_configure(int argc, char **argv)
 				timeout = optarg;
 				timeout_src = "--timeout-ms";
 				break;
+			case 'b':
+				batch = optarg;
+				batch_src = "--batch";
+				break;
+			case 'P':
+				pipeline = optarg;
+				pipeline_src = "--pipeline";
+				break;
 			case 'h':
 				relay_usage(stdout);
 				exit(0);
@@ -674,6 +698,8 @@ relay_configure(int argc, char **argv)
 	relay_config.pool = 4;
 	relay_config.max_body = 1024 * 1024;
 	relay_config.timeout_ms = 10000;
+	relay_config.batch = 32;
+	relay_config.pipeline = true;
 	if (pool != NULL && !relay_parse_long(pool, 1, 100, &relay_config.pool))
 	{
 		fprintf(stderr, "stripepay-relay: %s must be an integer from 1 to 100\n", pool_src);
@@ -689,6 +715,18 @@ relay_configure(int argc, char **argv)
 	{
 		fprintf(stderr, "stripepay-relay: %s must be milliseconds from 100 to 600000\n",
 				timeout_src);
+		return -1;
+	}
+
+	if (batch != NULL && !relay_parse_long(batch, 1, RELAY_BATCH_MAX, &relay_config.batch))
+	{
+		fprintf(stderr, "stripepay-relay: %s must be an integer from 1 to %d\n", batch_src,
+				RELAY_BATCH_MAX);
+		return -1;
+	}
+	if (pipeline != NULL && !relay_parse_bool(pipeline, &relay_config.pipeline))
+	{
+		fprintf(stderr, "stripepay-relay: %s must be on or off\n", pipeline_src);
 		return -1;
 	}
 
@@ -736,7 +774,8 @@ main(int argc, char **argv)
 	if (lfd < 0)
 		return 1;
 	relay_pool = relay_pool_create(relay_config.dsn, (int) relay_config.pool,
-								   (int) relay_config.timeout_ms);
+								   (int) relay_config.timeout_ms, (int) relay_config.batch,
+								   relay_config.pipeline);
 	if (relay_pool == NULL)
 	{
 		relay_log("out of memory");
@@ -763,8 +802,10 @@ main(int argc, char **argv)
 		relay_pool_destroy(relay_pool);
 		return 1;
 	}
-	relay_log("listening on %s (pool %ld, max body %ld bytes, timeout %ld ms)",
-			  relay_config.listen, relay_config.pool, relay_config.max_body,
+	relay_log("listening on %s (pool %ld, batch %ld, pipeline %s, max body %ld bytes, "
+			  "timeout %ld ms)",
+			  relay_config.listen, relay_config.pool, relay_config.batch,
+			  relay_config.pipeline ? "on" : "off", relay_config.max_body,
 			  relay_config.timeout_ms);
 
 	while (sigwait(&stop_signals, &sig) != 0)

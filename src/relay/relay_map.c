@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /*
  * The name rule matches what add_webhook_secret() accepts, and keeps log
@@ -296,9 +297,10 @@ void
 relay_format_log(char *dst, size_t dst_size, const struct timespec *ts,
 				 const char *method, const char *path,
 				 const char *endpoint, const char *event_id,
-				 int status, long ms, const char *sqlstate)
+				 int status, long ms, int batch, const char *sqlstate)
 {
 	char		when[40];
+	char		b[24] = "";
 	char		m[16];
 	char		p[96];
 	char		e[RELAY_ENDPOINT_BUFSIZE];
@@ -309,8 +311,11 @@ relay_format_log(char *dst, size_t dst_size, const struct timespec *ts,
 	relay_log_safe(p, sizeof(p), path);
 	relay_log_safe(e, sizeof(e), endpoint);
 	relay_log_safe(id, sizeof(id), event_id);
-	snprintf(dst, dst_size, "%s %s %s endpoint=%s event=%s status=%d ms=%ld%s%s\n",
-			 when, m, p, e, id, status, ms,
+	/* a request committed alone is the usual case and says nothing more */
+	if (batch > 1)
+		snprintf(b, sizeof(b), " batch=%d", batch);
+	snprintf(dst, dst_size, "%s %s %s endpoint=%s event=%s status=%d ms=%ld%s%s%s\n",
+			 when, m, p, e, id, status, ms, b,
 			 (sqlstate && sqlstate[0]) ? " sqlstate=" : "",
 			 (sqlstate && sqlstate[0]) ? sqlstate : "");
 }
@@ -377,6 +382,32 @@ relay_parse_long(const char *s, long min, long max, long *out)
 		return false;
 	*out = v;
 	return true;
+}
+
+/* on/off, true/false, yes/no, 1/0, as Postgres spells a boolean setting */
+bool
+relay_parse_bool(const char *s, bool *out)
+{
+	static const char *const yes[] = {"on", "true", "yes", "1"};
+	static const char *const no[] = {"off", "false", "no", "0"};
+	size_t		i;
+
+	if (s == NULL)
+		return false;
+	for (i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+	{
+		if (strcasecmp(s, yes[i]) == 0)
+		{
+			*out = true;
+			return true;
+		}
+		if (strcasecmp(s, no[i]) == 0)
+		{
+			*out = false;
+			return true;
+		}
+	}
+	return false;
 }
 
 /* a byte count: digits, optionally followed by k or M (KiB, MiB) */

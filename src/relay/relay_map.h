@@ -73,11 +73,12 @@ extern void relay_format_time(char *dst, size_t dst_size, const struct timespec 
 extern void relay_format_log(char *dst, size_t dst_size, const struct timespec *ts,
 							 const char *method, const char *path,
 							 const char *endpoint, const char *event_id,
-							 int status, long ms, const char *sqlstate);
+							 int status, long ms, int batch, const char *sqlstate);
 
 extern bool relay_parse_listen(const char *spec, char *host, size_t host_size,
 							   char *port, size_t port_size);
 extern bool relay_parse_long(const char *s, long min, long max, long *out);
+extern bool relay_parse_bool(const char *s, bool *out);
 extern bool relay_parse_size(const char *s, long min, long max, long *out);
 
 #endif							/* RELAY_MAP_H */

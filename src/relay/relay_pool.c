@@ -15,6 +15,11 @@
  * idempotent by event id, and a statement that failed was rolled back, so a
  * second attempt cannot apply an event twice.
  *
+ * Under load, requests that wait for a connection are run together: one
+ * transaction, a savepoint for each event, one commit for all of them
+ * (relay_pool_query).  A batch is answered only after its COMMIT; when the
+ * COMMIT or the connection fails, no event of it is answered 200.
+ *
  *-------------------------------------------------------------------------
  */
 #include "relay_pool.h"
@@ -53,12 +58,15 @@ typedef struct RelaySlot
 
 struct RelayPool
 {
-	pthread_mutex_t lock;
-	pthread_cond_t freed;		/* a slot was given back */
+	pthread_mutex_t lock;		/* the slots' busy flags, the queue, the log state */
+	struct RelayJob *head;		/* requests waiting for a connection, oldest first */
+	struct RelayJob *tail;
 	char	   *dsn;
 	char		set_timeout[64];	/* SET statement_timeout, run on connect */
 	int			size;
 	int			timeout_ms;
+	int			batch;			/* most events a transaction */
+	bool		pipeline;		/* send a batch in libpq's pipeline mode */
 	RelaySlot  *slots;
 	/* log state, under lock */
 	int64_t		last_failure_log_ms;
@@ -342,57 +350,42 @@ relay_ensure(RelayPool *pool, RelaySlot *slot, int64_t deadline)
 }
 
 /*
- * Lends a slot, preferring one with a connection; waits for one to be
- * given back until deadline.  NULL means none became free in time.
+ * One request's statement, from the moment it is queued until its outcome
+ * is in.  It lives on the stack of the request's thread, which sleeps on
+ * wake until its job is done or it is its turn to run a batch.
  */
-static RelaySlot *
-relay_take(RelayPool *pool, int64_t deadline)
+typedef struct RelayJob
 {
-	RelaySlot  *found = NULL;
+	const RelayQuery *query;
+	RelayOutcome *out;
+	int64_t		deadline;		/* for a connection to be had */
+	pthread_cond_t wake;
+	struct RelayJob *next;		/* in the queue, then in its batch */
+	bool		taken;			/* a batch has it: it is out of the queue */
+	bool		done;
+} RelayJob;
 
-	pthread_mutex_lock(&pool->lock);
-	for (;;)
-	{
-		int			i;
-		struct timespec until;
-
-		for (i = 0; i < pool->size; i++)
-		{
-			RelaySlot  *s = &pool->slots[i];
-
-			if (s->busy)
-				continue;
-			if (s->conn != NULL && PQstatus(s->conn) == CONNECTION_OK)
-			{
-				found = s;
-				break;
-			}
-			if (found == NULL)
-				found = s;
-		}
-		if (found != NULL)
-		{
-			found->busy = true;
-			break;
-		}
-		if (relay_now_ms() >= deadline)
-			break;
-		until.tv_sec = deadline / 1000;
-		until.tv_nsec = (deadline % 1000) * 1000000;
-		pthread_cond_timedwait(&pool->freed, &pool->lock, &until);
-	}
-	pthread_mutex_unlock(&pool->lock);
-	return found;
-}
-
-static void
-relay_give_back(RelayPool *pool, RelaySlot *slot)
+/* what a command of a pipelined batch is, to read its result */
+typedef enum RelayCmdKind
 {
-	pthread_mutex_lock(&pool->lock);
-	slot->busy = false;
-	pthread_cond_signal(&pool->freed);
-	pthread_mutex_unlock(&pool->lock);
-}
+	RELAY_CMD_CONTROL,			/* BEGIN, ROLLBACK TO: a failure fails the batch */
+	RELAY_CMD_EVENT,			/* SAVEPOINT, RELEASE: a failure is its event's */
+	RELAY_CMD_QUERY,			/* the event's own statement */
+	RELAY_CMD_COMMIT,
+	RELAY_CMD_SYNC
+} RelayCmdKind;
+
+typedef struct RelayCmd
+{
+	RelayCmdKind kind;
+	int			job;			/* index in the batch, for EVENT and QUERY */
+} RelayCmd;
+
+#define RELAY_SQL_BEGIN "BEGIN"
+#define RELAY_SQL_SAVEPOINT "SAVEPOINT stripepay_relay_event"
+#define RELAY_SQL_RELEASE "RELEASE SAVEPOINT stripepay_relay_event"
+#define RELAY_SQL_ROLLBACK_TO "ROLLBACK TO SAVEPOINT stripepay_relay_event"
+#define RELAY_SQL_COMMIT "COMMIT"
 
 static void
 relay_set_message(RelayOutcome *out, const char *message)
@@ -400,42 +393,51 @@ relay_set_message(RelayOutcome *out, const char *message)
 	relay_first_line(out->message, sizeof(out->message), message);
 }
 
-/*
- * Runs query on a pooled connection, for a request that started at
- * started_ms: a slot and a connection must be had within the timeout, and
- * the statement then has the timeout of its own (statement_timeout).
- */
-void
-relay_pool_query(RelayPool *pool, const RelayQuery *query, int64_t started_ms,
-				 RelayOutcome *out)
+/* records a failed statement's SQLSTATE and message in out; returns its class */
+static RelayErrorClass
+relay_set_failure(RelayOutcome *out, const PGresult *res, PGconn *conn)
 {
-	int64_t		deadline = started_ms + pool->timeout_ms;
-	RelaySlot  *slot;
+	const char *sqlstate = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	RelayErrorClass cls = relay_classify_sqlstate(sqlstate);
+
+	if (res == NULL || PQstatus(conn) != CONNECTION_OK)
+		cls = RELAY_ERR_CONNECTION;
+	snprintf(out->sqlstate, sizeof(out->sqlstate), "%s", sqlstate ? sqlstate : "");
+	relay_set_message(out, res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
+					  : PQerrorMessage(conn));
+	if (out->message[0] == '\0')
+		relay_set_message(out, cls == RELAY_ERR_CONNECTION ?
+						  "the connection to the database was lost" :
+						  "the statement failed");
+	out->http_status = relay_error_http_status(cls);
+	return cls;
+}
+
+/*
+ * A statement that runs alone, in its own transaction: as the relay always
+ * did, with one more try on a fresh connection after a lost connection or a
+ * serialization failure.
+ */
+static void
+relay_run_one(RelayPool *pool, RelaySlot *slot, RelayJob *job)
+{
+	RelayOutcome *out = job->out;
 	int			attempt;
 
-	memset(out, 0, sizeof(*out));
-	slot = relay_take(pool, deadline);
-	if (slot == NULL)
-	{
-		out->http_status = 503;
-		relay_set_message(out, "no database connection became free in time");
-		return;
-	}
 	for (attempt = 0;; attempt++)
 	{
 		PGresult   *res;
 		bool		timed_out;
-		const char *sqlstate;
 		RelayErrorClass cls;
 		ExecStatusType st;
 
-		if (!relay_ensure(pool, slot, deadline))
+		if (!relay_ensure(pool, slot, job->deadline))
 		{
 			out->http_status = 503;
 			relay_set_message(out, "the database is unavailable");
-			break;
+			return;
 		}
-		res = relay_exec(slot->conn, query,
+		res = relay_exec(slot->conn, job->query,
 						 relay_now_ms() + pool->timeout_ms + RELAY_CLIENT_GRACE_MS,
 						 &timed_out);
 		if (timed_out)
@@ -444,7 +446,7 @@ relay_pool_query(RelayPool *pool, const RelayQuery *query, int64_t started_ms,
 			relay_drop(slot);
 			out->http_status = 504;
 			relay_set_message(out, "the database did not answer in time");
-			break;
+			return;
 		}
 		st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 		if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
@@ -454,20 +456,9 @@ relay_pool_query(RelayPool *pool, const RelayQuery *query, int64_t started_ms,
 			out->message[0] = '\0';
 			out->result = res;
 			out->http_status = 200;
-			break;
+			return;
 		}
-
-		sqlstate = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-		cls = relay_classify_sqlstate(sqlstate);
-		if (res == NULL || PQstatus(slot->conn) != CONNECTION_OK)
-			cls = RELAY_ERR_CONNECTION;
-		snprintf(out->sqlstate, sizeof(out->sqlstate), "%s", sqlstate ? sqlstate : "");
-		relay_set_message(out, res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
-						  : PQerrorMessage(slot->conn));
-		if (out->message[0] == '\0')
-			relay_set_message(out, cls == RELAY_ERR_CONNECTION ?
-							  "the connection to the database was lost" :
-							  "the statement failed");
+		cls = relay_set_failure(out, res, slot->conn);
 		if (cls == RELAY_ERR_CONNECTION)
 		{
 			relay_note_failure(pool, "lost the database connection",
@@ -480,17 +471,589 @@ relay_pool_query(RelayPool *pool, const RelayQuery *query, int64_t started_ms,
 			out->retried = true;
 			continue;
 		}
-		out->http_status = relay_error_http_status(cls);
-		break;
+		return;
 	}
-	relay_give_back(pool, slot);
+}
+
+/*
+ * The batch as a whole failed (the connection broke, the database did not
+ * answer, COMMIT failed): nothing of it was committed, so every event that
+ * had not failed on its own is answered with the batch's failure, and Stripe
+ * sends it again.
+ */
+static void
+relay_fail_batch(RelayJob **jobs, int n, const RelayOutcome *why)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		RelayOutcome *out = jobs[i]->out;
+
+		if (out->http_status != 0 && out->http_status != 200)
+			continue;
+		PQclear(out->result);
+		out->result = NULL;
+		out->http_status = why->http_status;
+		memcpy(out->sqlstate, why->sqlstate, sizeof(out->sqlstate));
+		memcpy(out->message, why->message, sizeof(out->message));
+	}
+}
+
+/* a failure of the batch's own, from a result or the connection */
+static void
+relay_batch_failure(RelayPool *pool, RelaySlot *slot, const PGresult *res,
+					bool timed_out, RelayOutcome *why)
+{
+	memset(why, 0, sizeof(*why));
+	if (timed_out)
+	{
+		why->http_status = 504;
+		relay_set_message(why, "the database did not answer in time");
+	}
+	else if (relay_set_failure(why, res, slot->conn) == RELAY_ERR_CONNECTION)
+		relay_note_failure(pool, "lost the database connection",
+						   why->sqlstate[0] ? why->sqlstate : why->message);
+	/* mid-transaction or mid-pipeline: the connection cannot be lent again */
+	relay_drop(slot);
+}
+
+/* an event's statement succeeded for now: it counts once COMMIT has */
+static void
+relay_event_ran(RelayOutcome *out, PGresult *res)
+{
+	PQclear(out->result);
+	out->result = res;
+	out->http_status = 200;
+}
+
+/* an event failed on its own: its savepoint is rolled back, the others go on */
+static void
+relay_event_failed(RelayOutcome *out, PGresult *res, PGconn *conn)
+{
+	PQclear(out->result);
+	out->result = NULL;
+	relay_set_failure(out, res, conn);
+}
+
+static bool
+relay_send(PGconn *conn, const char *sql)
+{
+	return PQsendQueryParams(conn, sql, 0, NULL, NULL, NULL, NULL, 0) == 1;
+}
+
+static bool
+relay_send_query(PGconn *conn, const RelayQuery *q)
+{
+	return PQsendQueryParams(conn, q->sql, q->nparams, q->types, q->values,
+							 q->lengths, q->formats, 0) == 1;
+}
+
+/*
+ * Sends what libpq holds, reading meanwhile so that the server, answering
+ * the first commands of a large pipeline, never blocks on a full socket
+ * while we block on ours.  False when the connection broke or at deadline.
+ */
+static bool
+relay_flush(PGconn *conn, int64_t deadline, bool *timed_out)
+{
+	for (;;)
+	{
+		int			f = PQflush(conn);
+		int			rc;
+
+		if (f == 0)
+			return true;
+		if (f < 0)
+			return false;
+		rc = relay_wait(conn, true, true, deadline);
+		if (rc == 0)
+		{
+			*timed_out = true;
+			return false;
+		}
+		if (rc < 0 || !PQconsumeInput(conn))
+			return false;
+	}
+}
+
+/*
+ * The next result of a pipeline, skipping the NULL that ends each command's
+ * results.  NULL when the connection broke or, with *timed_out, when the
+ * server went quiet for longer than the statement timeout and its grace.
+ */
+static PGresult *
+relay_pipeline_result(RelayPool *pool, PGconn *conn, bool *timed_out)
+{
+	int64_t		deadline = relay_now_ms() + pool->timeout_ms + RELAY_CLIENT_GRACE_MS;
+	int			nulls = 0;
+
+	for (;;)
+	{
+		int			rc;
+
+		while (!PQisBusy(conn))
+		{
+			PGresult   *r = PQgetResult(conn);
+
+			if (r != NULL)
+				return r;
+			/* two in a row: libpq expects nothing more */
+			if (++nulls > 1 || PQstatus(conn) != CONNECTION_OK)
+				return NULL;
+		}
+		rc = relay_wait(conn, true, false, deadline);
+		if (rc == 0)
+			*timed_out = true;
+		if (rc <= 0 || !PQconsumeInput(conn))
+			return NULL;
+	}
+}
+
+/*
+ * Queues the commands of events from..n-1 and, after a failed event, those
+ * that put the transaction back as it was before it.  Each event is
+ * SAVEPOINT, its statement, RELEASE, then a sync point: an error makes the
+ * server skip what follows up to the next sync point, and leaves the
+ * transaction aborted, so every later event fails at its SAVEPOINT and
+ * COMMIT, which rides with the last event, never runs after a failure.
+ */
+static bool
+relay_queue_round(PGconn *conn, RelayJob **jobs, int from, int n, bool first,
+				  RelayCmd *cmds, int *ncmds)
+{
+	int			k = 0;
+	int			i;
+	bool		ok = true;
+
+#define RELAY_PUSH(sent, kind_, job_) \
+	do { ok = ok && (sent); cmds[k].kind = (kind_); cmds[k].job = (job_); k++; } while (0)
+
+	if (first)
+		RELAY_PUSH(relay_send(conn, RELAY_SQL_BEGIN), RELAY_CMD_CONTROL, -1);
+	else
+	{
+		RELAY_PUSH(relay_send(conn, RELAY_SQL_ROLLBACK_TO), RELAY_CMD_CONTROL, -1);
+		RELAY_PUSH(relay_send(conn, RELAY_SQL_RELEASE), RELAY_CMD_CONTROL, -1);
+		if (from == n)
+		{
+			RELAY_PUSH(relay_send(conn, RELAY_SQL_COMMIT), RELAY_CMD_COMMIT, -1);
+			RELAY_PUSH(PQpipelineSync(conn) == 1, RELAY_CMD_SYNC, -1);
+		}
+	}
+	for (i = from; i < n; i++)
+	{
+		RELAY_PUSH(relay_send(conn, RELAY_SQL_SAVEPOINT), RELAY_CMD_EVENT, i);
+		RELAY_PUSH(relay_send_query(conn, jobs[i]->query), RELAY_CMD_QUERY, i);
+		RELAY_PUSH(relay_send(conn, RELAY_SQL_RELEASE), RELAY_CMD_EVENT, i);
+		if (i == n - 1)
+			RELAY_PUSH(relay_send(conn, RELAY_SQL_COMMIT), RELAY_CMD_COMMIT, -1);
+		RELAY_PUSH(PQpipelineSync(conn) == 1, RELAY_CMD_SYNC, -1);
+	}
+#undef RELAY_PUSH
+	*ncmds = k;
+	return ok;
+}
+
+/*
+ * Several events in one transaction, sent in libpq's pipeline mode: one
+ * round trip, plus one for each event that failed on its own.
+ */
+static void
+relay_run_pipelined(RelayPool *pool, RelaySlot *slot, RelayJob **jobs, int n)
+{
+	PGconn	   *conn = slot->conn;
+	RelayCmd   *cmds = malloc(sizeof(RelayCmd) * (size_t) (4 * n + 6));
+	RelayOutcome why;
+	int			from = 0;
+	bool		first = true;
+	bool		committed = false;
+
+	if (cmds == NULL || PQenterPipelineMode(conn) != 1)
+	{
+		free(cmds);
+		memset(&why, 0, sizeof(why));
+		why.http_status = 503;
+		relay_set_message(&why, cmds ? PQerrorMessage(conn) : "out of memory");
+		relay_fail_batch(jobs, n, &why);
+		return;
+	}
+	while (!committed)
+	{
+		bool		timed_out = false;
+		PGresult   *bad = NULL;
+		int			failed_at = -1;
+		int			ncmds;
+		int			c;
+
+		if (!relay_queue_round(conn, jobs, from, n, first, cmds, &ncmds) ||
+			!relay_flush(conn, relay_now_ms() + pool->timeout_ms + RELAY_CLIENT_GRACE_MS,
+						 &timed_out))
+		{
+			relay_batch_failure(pool, slot, NULL, timed_out, &why);
+			break;
+		}
+		for (c = 0; c < ncmds && bad == NULL; c++)
+		{
+			PGresult   *r = relay_pipeline_result(pool, conn, &timed_out);
+			ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+			bool		failed = st == PGRES_FATAL_ERROR;
+
+			if (r == NULL)
+				break;
+			switch (cmds[c].kind)
+			{
+				case RELAY_CMD_QUERY:
+					if (failed && failed_at < 0)
+					{
+						failed_at = cmds[c].job;
+						relay_event_failed(jobs[failed_at]->out, r, conn);
+					}
+					else if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+					{
+						relay_event_ran(jobs[cmds[c].job]->out, r);
+						r = NULL;
+					}
+					break;
+				case RELAY_CMD_EVENT:
+					if (failed && failed_at < 0)
+					{
+						failed_at = cmds[c].job;
+						relay_event_failed(jobs[failed_at]->out, r, conn);
+					}
+					break;
+				case RELAY_CMD_COMMIT:
+					/* an aborted transaction "commits" as ROLLBACK: not a commit */
+					if (st == PGRES_COMMAND_OK && strcmp(PQcmdStatus(r), "COMMIT") == 0)
+						committed = true;
+					else if (failed_at < 0 && st != PGRES_PIPELINE_ABORTED)
+						bad = r;
+					break;
+				case RELAY_CMD_CONTROL:
+					if (failed)
+						bad = r;
+					break;
+				case RELAY_CMD_SYNC:
+					if (st != PGRES_PIPELINE_SYNC)
+						bad = r;
+					break;
+			}
+			if (r != bad)
+				PQclear(r);
+		}
+		if (bad != NULL || c < ncmds || PQstatus(conn) != CONNECTION_OK ||
+			(!committed && failed_at < 0))
+		{
+			relay_batch_failure(pool, slot, bad, timed_out, &why);
+			PQclear(bad);
+			break;
+		}
+		from = failed_at + 1;
+		first = false;
+	}
+	free(cmds);
+	if (!committed)
+		relay_fail_batch(jobs, n, &why);
+	else if (PQexitPipelineMode(conn) != 1)
+		relay_drop(slot);
+}
+
+/* one statement of a batch sent without pipelining: NULL when it broke */
+static PGresult *
+relay_batch_exec(RelayPool *pool, PGconn *conn, const RelayQuery *q, bool *timed_out)
+{
+	return relay_exec(conn, q, relay_now_ms() + pool->timeout_ms + RELAY_CLIENT_GRACE_MS,
+					  timed_out);
+}
+
+static bool
+relay_batch_command(RelayPool *pool, PGconn *conn, const char *sql, bool *timed_out,
+					PGresult **bad)
+{
+	RelayQuery	q = {0};
+	PGresult   *r;
+
+	q.sql = sql;
+	r = relay_batch_exec(pool, conn, &q, timed_out);
+	if (r != NULL && PQresultStatus(r) == PGRES_COMMAND_OK &&
+		(strcmp(sql, RELAY_SQL_COMMIT) != 0 || strcmp(PQcmdStatus(r), "COMMIT") == 0))
+	{
+		PQclear(r);
+		return true;
+	}
+	*bad = r;
+	return false;
+}
+
+/*
+ * The same transaction as relay_run_pipelined, one statement at a time:
+ * four round trips an event.  Kept for servers or proxies that do not
+ * take pipelines, and to measure what pipelining saves.
+ */
+static void
+relay_run_sequential(RelayPool *pool, RelaySlot *slot, RelayJob **jobs, int n)
+{
+	PGconn	   *conn = slot->conn;
+	RelayOutcome why;
+	PGresult   *bad = NULL;
+	bool		timed_out = false;
+	int			i;
+
+	if (!relay_batch_command(pool, conn, RELAY_SQL_BEGIN, &timed_out, &bad))
+		goto failed;
+	for (i = 0; i < n; i++)
+	{
+		PGresult   *r;
+		ExecStatusType st;
+
+		if (!relay_batch_command(pool, conn, RELAY_SQL_SAVEPOINT, &timed_out, &bad))
+			goto failed;
+		r = relay_batch_exec(pool, conn, jobs[i]->query, &timed_out);
+		if (r == NULL)
+			goto failed;
+		st = PQresultStatus(r);
+		if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+			relay_event_ran(jobs[i]->out, r);
+		else
+		{
+			relay_event_failed(jobs[i]->out, r, conn);
+			PQclear(r);
+			if (PQstatus(conn) != CONNECTION_OK ||
+				!relay_batch_command(pool, conn, RELAY_SQL_ROLLBACK_TO, &timed_out, &bad))
+				goto failed;
+		}
+		if (!relay_batch_command(pool, conn, RELAY_SQL_RELEASE, &timed_out, &bad))
+			goto failed;
+	}
+	if (relay_batch_command(pool, conn, RELAY_SQL_COMMIT, &timed_out, &bad))
+		return;
+failed:
+	relay_batch_failure(pool, slot, bad, timed_out, &why);
+	PQclear(bad);
+	relay_fail_batch(jobs, n, &why);
+}
+
+/* runs a batch taken from the queue on slot; every job has its outcome after */
+static void
+relay_run(RelayPool *pool, RelaySlot *slot, RelayJob *batch, int n)
+{
+	RelayJob   *jobs[RELAY_BATCH_MAX];
+	RelayJob   *j;
+	int			i = 0;
+
+	for (j = batch; j != NULL; j = j->next)
+	{
+		jobs[i++] = j;
+		j->out->batch = n;
+	}
+	if (n == 1)
+	{
+		relay_run_one(pool, slot, jobs[0]);
+		return;
+	}
+	/* the oldest job is first: its deadline is the batch's */
+	if (!relay_ensure(pool, slot, jobs[0]->deadline))
+	{
+		RelayOutcome why = {0};
+
+		why.http_status = 503;
+		relay_set_message(&why, "the database is unavailable");
+		relay_fail_batch(jobs, n, &why);
+		return;
+	}
+	if (pool->pipeline)
+		relay_run_pipelined(pool, slot, jobs, n);
+	else
+		relay_run_sequential(pool, slot, jobs, n);
+}
+
+/* a free slot, marked busy, preferring one that is connected; NULL if none */
+static RelaySlot *
+relay_free_slot(RelayPool *pool)
+{
+	RelaySlot  *found = NULL;
+	int			i;
+
+	for (i = 0; i < pool->size; i++)
+	{
+		RelaySlot  *s = &pool->slots[i];
+
+		if (s->busy)
+			continue;
+		if (s->conn != NULL && PQstatus(s->conn) == CONNECTION_OK)
+		{
+			found = s;
+			break;
+		}
+		if (found == NULL)
+			found = s;
+	}
+	if (found != NULL)
+		found->busy = true;
+	return found;
+}
+
+/* the head of the queue gets a free slot, if there is one: its turn to lead */
+static void
+relay_wake_head(RelayPool *pool)
+{
+	int			i;
+
+	if (pool->head == NULL)
+		return;
+	for (i = 0; i < pool->size; i++)
+	{
+		if (!pool->slots[i].busy)
+		{
+			pthread_cond_signal(&pool->head->wake);
+			return;
+		}
+	}
+}
+
+/*
+ * Takes up to max jobs off the head of the queue, as a list; returns how
+ * many.  A job that waited past its deadline is answered 503 instead, as it
+ * would have been had its own thread woken first.
+ */
+static int
+relay_dequeue(RelayPool *pool, int max, RelayJob **batch)
+{
+	RelayJob  **link = batch;
+	int64_t		now = relay_now_ms();
+	int			n = 0;
+
+	*batch = NULL;
+	while (pool->head != NULL && n < max)
+	{
+		RelayJob   *j = pool->head;
+
+		pool->head = j->next;
+		j->next = NULL;
+		j->taken = true;
+		if (now >= j->deadline)
+		{
+			j->out->http_status = 503;
+			relay_set_message(j->out, "no database connection became free in time");
+			j->done = true;
+			pthread_cond_signal(&j->wake);
+			continue;
+		}
+		*link = j;
+		link = &j->next;
+		n++;
+	}
+	if (pool->head == NULL)
+		pool->tail = NULL;
+	return n;
+}
+
+static void
+relay_unqueue(RelayPool *pool, RelayJob *job)
+{
+	RelayJob  **p = &pool->head;
+	RelayJob   *prev = NULL;
+
+	while (*p != NULL && *p != job)
+	{
+		prev = *p;
+		p = &(*p)->next;
+	}
+	if (*p == NULL)
+		return;
+	*p = job->next;
+	if (pool->tail == job)
+		pool->tail = prev;
+}
+
+/*
+ * Runs query on a pooled connection, for a request that started at
+ * started_ms: a connection must be had within the timeout, and each
+ * statement then has the timeout of its own (statement_timeout).
+ *
+ * Requests queue; whichever request's thread finds a connection free takes
+ * what is queued at that moment, up to the batch size, and runs it as one
+ * transaction (or alone, when it is alone).  Nobody waits for a batch to
+ * fill: under light load every event commits by itself, as soon as it
+ * comes; under load, the events that queued while every connection was
+ * busy share one commit, which is what the commit lock of NOTIFY and the
+ * WAL flush make expensive.
+ */
+void
+relay_pool_query(RelayPool *pool, const RelayQuery *query, int64_t started_ms,
+				 RelayOutcome *out)
+{
+	RelayJob	job;
+	pthread_condattr_t attr;
+
+	memset(out, 0, sizeof(*out));
+	memset(&job, 0, sizeof(job));
+	job.query = query;
+	job.out = out;
+	job.deadline = started_ms + pool->timeout_ms;
+	/* deadlines are on the monotonic clock, and so is the wait for a slot */
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&job.wake, &attr);
+	pthread_condattr_destroy(&attr);
+
+	pthread_mutex_lock(&pool->lock);
+	if (pool->tail != NULL)
+		pool->tail->next = &job;
+	else
+		pool->head = &job;
+	pool->tail = &job;
+	while (!job.done)
+	{
+		RelaySlot  *slot;
+		RelayJob   *batch;
+		struct timespec until;
+
+		if (job.taken)
+		{
+			/* a batch that has it always finishes: its waits have deadlines */
+			pthread_cond_wait(&job.wake, &pool->lock);
+			continue;
+		}
+		slot = relay_free_slot(pool);
+		if (slot != NULL)
+		{
+			int			n = relay_dequeue(pool, pool->batch, &batch);
+			RelayJob   *j;
+
+			relay_wake_head(pool);
+			pthread_mutex_unlock(&pool->lock);
+			if (n > 0)
+				relay_run(pool, slot, batch, n);
+			pthread_mutex_lock(&pool->lock);
+			for (j = batch; j != NULL; j = j->next)
+			{
+				j->done = true;
+				pthread_cond_signal(&j->wake);
+			}
+			slot->busy = false;
+			relay_wake_head(pool);
+			continue;
+		}
+		if (relay_now_ms() >= job.deadline)
+		{
+			relay_unqueue(pool, &job);
+			out->http_status = 503;
+			relay_set_message(out, "no database connection became free in time");
+			break;
+		}
+		until.tv_sec = job.deadline / 1000;
+		until.tv_nsec = (job.deadline % 1000) * 1000000;
+		pthread_cond_timedwait(&job.wake, &pool->lock, &until);
+	}
+	pthread_mutex_unlock(&pool->lock);
+	pthread_cond_destroy(&job.wake);
 }
 
 RelayPool *
-relay_pool_create(const char *dsn, int size, int timeout_ms)
+relay_pool_create(const char *dsn, int size, int timeout_ms, int batch, bool pipeline)
 {
 	RelayPool  *pool = calloc(1, sizeof(RelayPool));
-	pthread_condattr_t attr;
 
 	if (pool == NULL)
 		return NULL;
@@ -505,14 +1068,11 @@ relay_pool_create(const char *dsn, int size, int timeout_ms)
 	}
 	pool->size = size;
 	pool->timeout_ms = timeout_ms;
+	pool->batch = batch < 1 ? 1 : batch > RELAY_BATCH_MAX ? RELAY_BATCH_MAX : batch;
+	pool->pipeline = pipeline;
 	snprintf(pool->set_timeout, sizeof(pool->set_timeout),
 			 "SET statement_timeout = %d", timeout_ms);
 	pthread_mutex_init(&pool->lock, NULL);
-	/* deadlines are on the monotonic clock, and so is the wait for a slot */
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&pool->freed, &attr);
-	pthread_condattr_destroy(&attr);
 	return pool;
 }
 
@@ -525,7 +1085,6 @@ relay_pool_destroy(RelayPool *pool)
 		return;
 	for (i = 0; i < pool->size; i++)
 		relay_drop(&pool->slots[i]);
-	pthread_cond_destroy(&pool->freed);
 	pthread_mutex_destroy(&pool->lock);
 	free(pool->slots);
 	free(pool->dsn);

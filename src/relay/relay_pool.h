@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * relay_pool.h
- *		A fixed pool of libpq connections with deadlines, reconnection and
- *		one retry on connection loss.
+ *		A fixed pool of libpq connections with deadlines, reconnection,
+ *		one retry on connection loss, and events batched into one
+ *		transaction under load.
  *
  *-------------------------------------------------------------------------
  */
@@ -36,9 +37,14 @@ typedef struct RelayOutcome
 	char		sqlstate[6];	/* of the failure, "" when there was none */
 	char		message[256];	/* the server's primary message, for a 400 */
 	bool		retried;		/* a second attempt was made */
+	int			batch;			/* events in its transaction, 1 when alone */
 } RelayOutcome;
 
-extern RelayPool *relay_pool_create(const char *dsn, int size, int timeout_ms);
+/* the most events one transaction takes (--batch) */
+#define RELAY_BATCH_MAX 1000
+
+extern RelayPool *relay_pool_create(const char *dsn, int size, int timeout_ms,
+									int batch, bool pipeline);
 extern void relay_pool_destroy(RelayPool *pool);
 extern void relay_pool_query(RelayPool *pool, const RelayQuery *query,
 							 int64_t started_ms, RelayOutcome *out);

@@ -40,7 +40,7 @@ PID = os.getpid()
 REQUEST_LINE = re.compile(
     r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (?P<method>[A-Z]+) (?P<path>\S+) "
     r"endpoint=(?P<endpoint>\S+) event=(?P<event>\S+) status=(?P<status>\d{3}) "
-    r"ms=(?P<ms>\d+)(?: sqlstate=(?P<sqlstate>[0-9A-Z]{5}))?$")
+    r"ms=(?P<ms>\d+)(?: batch=(?P<batch>\d+))?(?: sqlstate=(?P<sqlstate>[0-9A-Z]{5}))?$")
 NOTE_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z stripepay-relay: \S")
 
 
@@ -288,10 +288,11 @@ def test_unit_map():
 def test_help_and_bad_configuration():
     out = subprocess.run([BINARY, "--help"], capture_output=True, text=True, timeout=10)
     check_eq(out.returncode, 0, "--help exit code")
-    for word in ["--listen", "--dsn", "--pool", "--max-body", "--timeout-ms", "STRIPEPAY_RELAY_DSN",
-                 "stripepay_webhook", "/healthz"]:
+    for word in ["--listen", "--dsn", "--pool", "--max-body", "--timeout-ms", "--batch", "--pipeline",
+                 "STRIPEPAY_RELAY_DSN", "STRIPEPAY_RELAY_BATCH", "stripepay_webhook", "/healthz"]:
         check(word in out.stdout, f"--help mentions {word}")
     for args in (["--pool", "0"], ["--timeout-ms", "5"], ["--max-body", "1G"], ["--bogus"],
+                 ["--batch", "0"], ["--batch", "1001"], ["--pipeline", "maybe"],
                  ["--dsn", f"password {DSN_PASSWORD}"]):
         bad = subprocess.run([BINARY] + args, capture_output=True, text=True, timeout=10)
         check_eq(bad.returncode, 2, f"exit code for {args}")
@@ -597,7 +598,8 @@ def test_silent_database_is_not_a_hang():
 
 
 def test_pool_exhausted_gets_503():
-    relay = Relay("pool1", args=["--pool", "1", "--timeout-ms", "700"]).start()
+    # one at a time, as without batching: the third waits longer than the timeout
+    relay = Relay("pool1", args=["--pool", "1", "--timeout-ms", "700", "--batch", "1"]).start()
     results = []
 
     def slow():
@@ -643,6 +645,238 @@ def test_log_lines():
     for secret in [WEBHOOK_SECRET, PAYMENTS_SECRET, "whsec_", TEST_KEY, "sk_test", DSN_PASSWORD,
                    "password", MARKER, "{", "warehouse"]:
         check(secret not in log, f"{secret!r} is not in the log")
+
+
+# --- batches -------------------------------------------------------------------
+
+def log_batches(relay, event_ids=None):
+    """{event id: batch size} of the relay's request lines (1 when alone), for
+    the given events, or every event."""
+    sizes = {}
+    for line in relay.log().splitlines():
+        m = REQUEST_LINE.match(line)
+        if m and m["event"] != "-" and (event_ids is None or m["event"] in event_ids):
+            sizes[m["event"]] = int(m["batch"] or 1)
+    return sizes
+
+
+def as_one_batch(relay, deliveries):
+    """Sends deliveries [(body, signature)] while the relay's only connection
+    runs a slow event, so that they queue and run together once it is free.
+    Returns [(status, answer)] in their order."""
+    slow = plan_event(uid("evt_relayslow"))
+    got = {}
+
+    def send(key, body, signature):
+        status, _, data = post_event(relay.port, body, signature)
+        got[key] = (status, data)
+    first = threading.Thread(target=send, args=("slow", body_of(slow), sign(body_of(slow))))
+    first.start()
+    wait_for_sleeping_ingest()
+    threads = [threading.Thread(target=send, args=(i, body, signature))
+               for i, (body, signature) in enumerate(deliveries)]
+    for t in threads:
+        t.start()
+    for t in threads + [first]:
+        t.join(30)
+    check_eq(got.get("slow", (None,))[0], 200, "the slow event that held the connection")
+    return [got.get(i, (None, None)) for i in range(len(deliveries))]
+
+
+def batch_relay(name, pipeline):
+    return Relay(f"{name}-{pipeline}", args=["--pool", "1", "--batch", "32", "--timeout-ms", "5000",
+                                             "--pipeline", pipeline]).start()
+
+
+def pending_payment(order_id):
+    pi = f"pi_relay_{PID}_{order_id}"
+    pay_id = one(f"""INSERT INTO stripepay.payment_record
+                       (order_id, currency, amount, flow, payment_intent_id, created_by)
+                     VALUES ({order_id}, 'usd', 1000, 'payment_intent', '{pi}', 'postgres') RETURNING id""")
+    e = fixture("payment_intent.succeeded")
+    e["id"] = uid()
+    e["created"] = int(time.time())
+    e["data"]["object"]["id"] = pi
+    e["data"]["object"]["metadata"] = {"order_id": str(order_id), "stripepay_payment_id": pay_id}
+    return pay_id, e
+
+
+def signed(event, secret=WEBHOOK_SECRET):
+    body = body_of(event)
+    return body, sign(body, secret)
+
+
+def stored(event_ids):
+    ids = ", ".join(f"'{i}'" for i in event_ids)
+    return int(one(f"SELECT count(*) FROM stripepay.webhook_event WHERE id IN ({ids})"))
+
+
+def check_batched(relay, event_ids, size):
+    sizes = log_batches(relay, set(event_ids))
+    check_eq(sorted(sizes.values()), [size] * len(event_ids), "batch size in each event's log line")
+
+
+def batch_with_failing_trigger(pipeline):
+    base = 4800 if pipeline == "on" else 4900
+    bad_pay, bad = pending_payment(base + 1)
+    good_pay, good = pending_payment(base + 2)
+    plans = [plan_event() for _ in range(4)]
+    # the failing event in the middle, and one more after it
+    events = [plans[0], plans[1], bad, plans[2], good, plans[3]]
+    q(f"""CREATE FUNCTION public.relay_refuse_one() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN
+            IF NEW.order_id = {base + 1} THEN RAISE EXCEPTION 'warehouse is down'; END IF;
+            RETURN NEW;
+          END $$;
+          CREATE TRIGGER relay_refuse_one AFTER INSERT ON stripepay.payment_flow
+              FOR EACH ROW EXECUTE FUNCTION public.relay_refuse_one();""")
+    relay = batch_relay("batch-trigger", pipeline)
+    try:
+        got = as_one_batch(relay, [signed(e) for e in events])
+    finally:
+        q("DROP TRIGGER relay_refuse_one ON stripepay.payment_flow; DROP FUNCTION public.relay_refuse_one()")
+        check_eq(relay.stop(), 0, "exit code")
+    for e, (status, data) in zip(events, got):
+        if e is bad:
+            check_eq((status, data.get("sqlstate")), (500, "P0001"), "the event whose trigger failed")
+        else:
+            check_eq((status, data), (200, {"event_id": e["id"], "event_type": e["type"],
+                                            "already_processed": False}), f"{e['type']} beside it")
+    check_eq(stored([bad["id"]]), 0, "the failed event is not stored")
+    check_eq(stored([e["id"] for e in events if e is not bad]), 5, "the others are stored")
+    check_eq(one(f"SELECT status FROM stripepay.payment_record WHERE id = {bad_pay}"), "PENDING", "its payment")
+    check_eq(one(f"SELECT status FROM stripepay.payment_record WHERE id = {good_pay}"), "SUCCESSFUL",
+             "the other payment")
+    # the failed event's line has no event id: the database never returned it
+    check_batched(relay, [e["id"] for e in events if e is not bad], len(events))
+    check(any(m and m["status"] == "500" and m["batch"] == str(len(events))
+              for m in map(REQUEST_LINE.match, relay.log().splitlines())), "its own line, in the batch")
+
+
+def test_batch_one_failing_trigger_pipelined():
+    batch_with_failing_trigger("on")
+
+
+def test_batch_one_failing_trigger_unpipelined():
+    batch_with_failing_trigger("off")
+
+
+def batch_with_bad_signatures(pipeline):
+    events = [plan_event() for _ in range(6)]
+    wrong = "whsec_not_the_secret_at_all_000000"
+    deliveries = [signed(e, wrong if i in (0, 3, 5) else WEBHOOK_SECRET) for i, e in enumerate(events)]
+    relay = batch_relay("batch-signature", pipeline)
+    try:
+        got = as_one_batch(relay, deliveries)
+    finally:
+        check_eq(relay.stop(), 0, "exit code")
+    check_eq([(status, data.get("sqlstate")) for status, data in got],
+             [(400, "SP026"), (200, None), (200, None), (400, "SP026"), (200, None), (400, "SP026")],
+             "answers")
+    check_eq(stored([events[i]["id"] for i in (1, 2, 4)]), 3, "the well signed are stored")
+    check_eq(stored([events[i]["id"] for i in (0, 3, 5)]), 0, "the badly signed are not")
+    check_batched(relay, [events[i]["id"] for i in (1, 2, 4)], len(events))
+
+
+def test_batch_bad_signatures_among_good_pipelined():
+    batch_with_bad_signatures("on")
+
+
+def test_batch_bad_signatures_among_good_unpipelined():
+    batch_with_bad_signatures("off")
+
+
+def test_batch_duplicates_processed_once():
+    dup = plan_event()
+    other = plan_event()
+    deliveries = [signed(dup) for _ in range(7)]
+    deliveries.insert(3, signed(other))
+    relay = batch_relay("batch-duplicates", "on")
+    try:
+        got = as_one_batch(relay, deliveries)
+        # and the same event again, in batches of their own, concurrently
+        more = []
+        threads = [threading.Thread(target=lambda: more.append(deliver(relay.port, dup)))
+                   for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    finally:
+        check_eq(relay.stop(), 0, "exit code")
+    answers = [data for _, data in got] + [data for _, _, data in more]
+    check_eq([status for status, _ in got] + [status for status, _, _ in more], [200] * 14, "statuses")
+    firsts = [a for a in answers if a["event_id"] == dup["id"] and not a["already_processed"]]
+    check_eq(len(firsts), 1, "exactly one delivery of the duplicate processed it")
+    check_eq(stored([dup["id"]]), 1, "stored once")
+    check_eq(log_batches(relay, {other["id"]}), {other["id"]: len(deliveries)}, "one batch")
+
+
+def test_batch_commit_failure_answers_5xx_to_all():
+    events = [plan_event() for _ in range(3)] + [plan_event(uid("evt_relaycommitfail"))] + [plan_event()]
+    # a user's deferred check: it runs at COMMIT, so the whole transaction fails
+    q("""CREATE FUNCTION public.relay_refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.id LIKE 'evt_relaycommitfail%' THEN RAISE EXCEPTION 'ledger is closed'; END IF;
+           RETURN NULL;
+         END $$;
+         CREATE CONSTRAINT TRIGGER relay_refuse_at_commit AFTER INSERT ON stripepay.webhook_event
+             DEFERRABLE INITIALLY DEFERRED
+             FOR EACH ROW EXECUTE FUNCTION public.relay_refuse_at_commit();""")
+    relay = batch_relay("batch-commit", "on")
+    try:
+        try:
+            got = as_one_batch(relay, [signed(e) for e in events])
+        finally:
+            q("DROP TRIGGER relay_refuse_at_commit ON stripepay.webhook_event; "
+              "DROP FUNCTION public.relay_refuse_at_commit()")
+        check_eq([(status, data.get("sqlstate")) for status, data in got], [(500, "P0001")] * 5,
+                 "every event of the batch")
+        check_eq(stored([e["id"] for e in events]), 0, "nothing of the batch is stored")
+        check("ledger" not in json.dumps(got), "the trigger's message stays in the database")
+        # Stripe resends; now they land
+        resent = as_one_batch(relay, [signed(e) for e in events])
+        check_eq([(s, d.get("already_processed")) for s, d in resent], [(200, False)] * 5, "resent")
+        check_eq(stored([e["id"] for e in events]), 5, "stored")
+        check_eq(relay.proc.poll(), None, "the relay kept running")
+    finally:
+        check_eq(relay.stop(), 0, "exit code")
+
+
+def test_batches_form_under_concurrency():
+    relay = Relay("batch-load", args=["--pool", "2"]).start()
+    prefix = f"evt_rb_{PID}_"
+    events = [plan_event(f"{prefix}{i}") for i in range(400)]
+    # which backends stored them: a batch must leave its connection usable
+    q(f"""CREATE TABLE public.relay_backends (pid int);
+          CREATE FUNCTION public.relay_note_backend() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN
+            IF NEW.id LIKE '{prefix}%' THEN INSERT INTO public.relay_backends VALUES (pg_backend_pid()); END IF;
+            RETURN NULL;
+          END $$;
+          CREATE TRIGGER relay_note_backend AFTER INSERT ON stripepay.webhook_event
+              FOR EACH ROW EXECUTE FUNCTION public.relay_note_backend();
+          GRANT INSERT ON public.relay_backends TO stripepay_webhook;""")
+    try:
+        before = one(f"SELECT xact_commit FROM pg_stat_database WHERE datname = '{DB}'")
+        sender = Sender(relay.port, events, threads=16, pace=0).start()
+        sender.join(90)
+        check_all_landed_once(prefix, sender)
+        check_eq(one("SELECT count(DISTINCT pid) <= 2 FROM public.relay_backends"), "t",
+                 "the events were stored by the pool's two connections")
+    finally:
+        check_eq(relay.stop(), 0, "exit code")
+        q("DROP TRIGGER relay_note_backend ON stripepay.webhook_event; "
+          "DROP FUNCTION public.relay_note_backend(); DROP TABLE public.relay_backends")
+    sizes = log_batches(relay, {e["id"] for e in events})
+    check_eq(len(sizes), len(events), "a log line for each event")
+    shared = sum(1 for n in sizes.values() if n > 1)
+    check(shared > len(events) // 4, f"{shared} of {len(events)} events shared a commit")
+    time.sleep(0.6)     # the statistics are flushed every half second or so
+    after = one(f"SELECT xact_commit FROM pg_stat_database WHERE datname = '{DB}'")
+    commits = int(after) - int(before)
+    return (f"{shared} of {len(events)} events in batches, largest {max(sizes.values())}; "
+            f"{commits} commits in the database for {len(events)} events")
 
 
 def test_sigterm_finishes_in_flight():
@@ -706,6 +940,17 @@ def test_valgrind_clean():
                  413, "413")
         check_eq(raw_status(relay.port, b"POST /stripe HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
                             [b"8000\r\n" + b"z" * 0x8000 + b"\r\n"] * 4), 413, "413 chunked")
+        # a burst: the slow relay queues it, and runs it in batches
+        burst = [plan_event() for _ in range(12)]
+        statuses = []
+        threads = [threading.Thread(target=lambda e=e: statuses.append(deliver(relay.port, e)[0]))
+                   for e in burst]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        check_eq(statuses, [200] * len(burst), "a burst of events")
+        check(max(log_batches(relay, {e["id"] for e in burst}).values()) > 1, "the burst ran in batches")
         terminate_relay_backends("relay-valgrind")
         check_eq(deliver(relay.port, plan_event())[0], 200, "after the connections were terminated")
     finally:
@@ -807,7 +1052,8 @@ def test_fault_postgres_restart():
         check_eq((status, data), (200, {"status": "ok"}), "healthz after the restart")
     finally:
         check_eq(relay.stop(), 0, "exit code")
-    return f"non-2xx answers seen by the sender: {sender.failures or 'none'}"
+    return (f"non-2xx answers seen by the sender: {sender.failures or 'none'}; "
+            f"largest batch {max(log_batches(relay).values())}")
 
 
 def test_fault_relay_killed():
@@ -825,7 +1071,8 @@ def test_fault_relay_killed():
         check_all_landed_once(prefix, sender)
     finally:
         relay.stop()
-    return f"failed attempts seen by the sender: {sender.failures or 'none'}"
+    return (f"failed attempts seen by the sender: {sender.failures or 'none'}; "
+            f"largest batch {max(log_batches(relay).values())}")
 
 
 SERVER_LOG = os.environ.get("SP_SERVER_LOG") or os.path.join(TMP, "server.log")
@@ -881,6 +1128,13 @@ def main():
             test_no_database_gets_503_not_a_hang,
             test_silent_database_is_not_a_hang,
             test_pool_exhausted_gets_503,
+            test_batch_one_failing_trigger_pipelined,
+            test_batch_one_failing_trigger_unpipelined,
+            test_batch_bad_signatures_among_good_pipelined,
+            test_batch_bad_signatures_among_good_unpipelined,
+            test_batch_duplicates_processed_once,
+            test_batch_commit_failure_answers_5xx_to_all,
+            test_batches_form_under_concurrency,
             test_sigterm_finishes_in_flight,
             test_valgrind_clean,
             test_fault_postgres_restart,

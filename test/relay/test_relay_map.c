@@ -199,18 +199,26 @@ test_log(void)
 	CHECK_STR(out, "2025-11-26T18:10:00.123Z");
 
 	relay_format_log(out, sizeof(out), &ts, "POST", "/stripe/payments", "payments",
-					 "evt_1", 200, 12, "");
+					 "evt_1", 200, 12, 1, "");
 	CHECK_STR(out, "2025-11-26T18:10:00.123Z POST /stripe/payments endpoint=payments "
 			  "event=evt_1 status=200 ms=12\n");
-	relay_format_log(out, sizeof(out), &ts, "POST", "/stripe", "*", NULL, 400, 3, "SP026");
+	relay_format_log(out, sizeof(out), &ts, "POST", "/stripe", "*", NULL, 400, 3, 0, "SP026");
 	CHECK_STR(out, "2025-11-26T18:10:00.123Z POST /stripe endpoint=* event=- status=400 "
 			  "ms=3 sqlstate=SP026\n");
 
 	/* what a client sent cannot forge a line or a field */
 	relay_format_log(out, sizeof(out), &ts, "GET", "/x y\nstatus=200 {\"a\"}", "-",
-					 "evt\n1", 404, 0, NULL);
+					 "evt\n1", 404, 0, 1, NULL);
 	CHECK_STR(out, "2025-11-26T18:10:00.123Z GET /x?y?status?200???a?? endpoint=- "
 			  "event=evt?1 status=404 ms=0\n");
+
+	/* an event committed with others says how many shared the commit */
+	relay_format_log(out, sizeof(out), &ts, "POST", "/stripe", "*", "evt_2", 200, 4, 17, "");
+	CHECK_STR(out, "2025-11-26T18:10:00.123Z POST /stripe endpoint=* event=evt_2 status=200 "
+			  "ms=4 batch=17\n");
+	relay_format_log(out, sizeof(out), &ts, "POST", "/stripe", "*", NULL, 500, 4, 2, "P0001");
+	CHECK_STR(out, "2025-11-26T18:10:00.123Z POST /stripe endpoint=* event=- status=500 "
+			  "ms=4 batch=2 sqlstate=P0001\n");
 
 	relay_log_safe(small, sizeof(small), "/abcdefghij");
 	CHECK_STR(small, "/abc...");
@@ -255,6 +263,20 @@ test_parsing(void)
 	CHECK(!relay_parse_long("4 ", 1, 100, &v));
 	CHECK(!relay_parse_long("", 1, 100, &v));
 	CHECK(!relay_parse_long("99999999999999999999999", 1, 100, &v));
+
+	{
+		bool		b = false;
+
+		CHECK(relay_parse_bool("on", &b) && b);
+		CHECK(relay_parse_bool("OFF", &b) && !b);
+		CHECK(relay_parse_bool("true", &b) && b);
+		CHECK(relay_parse_bool("0", &b) && !b);
+		CHECK(relay_parse_bool("yes", &b) && b);
+		CHECK(!relay_parse_bool("", &b));
+		CHECK(!relay_parse_bool("onn", &b));
+		CHECK(!relay_parse_bool("2", &b));
+		CHECK(!relay_parse_bool(NULL, &b));
+	}
 
 	CHECK(relay_parse_size("1048576", 1, 1 << 26, &v) && v == 1048576);
 	CHECK(relay_parse_size("1M", 1, 1 << 26, &v) && v == 1048576);
