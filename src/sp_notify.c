@@ -43,6 +43,7 @@
 #include "storage/procarray.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/snapmgr.h"
 
@@ -67,6 +68,7 @@ static bool wake_at_commit = false;
 static bool xact_callback_registered = false;
 static SPIPlanPtr outbox_plan = NULL;
 static SPIPlanPtr find_plan = NULL;
+static SPIPlanPtr drain_plan = NULL;
 
 static bool
 start_notifier(pid_t *pid)
@@ -267,10 +269,19 @@ drain_outbox(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "sending notifications");
 
-	if (SPI_execute("DELETE FROM stripepay.notify_outbox WHERE id IN"
-					" (SELECT id FROM stripepay.notify_outbox ORDER BY id LIMIT "
-					CppAsString2(NOTIFIER_BATCH) ")"
-					" RETURNING id, channel, payload", false, 0) != SPI_OK_DELETE_RETURNING)
+	if (drain_plan == NULL)
+	{
+		/* a TID scan: no sort, no join, whatever the outbox's size */
+		drain_plan = SPI_prepare("DELETE FROM stripepay.notify_outbox WHERE ctid = ANY (ARRAY("
+								 "  SELECT ctid FROM stripepay.notify_outbox LIMIT "
+								 CppAsString2(NOTIFIER_BATCH) "))"
+								 " RETURNING id, channel, payload", 0, NULL);
+		if (drain_plan == NULL)
+			elog(ERROR, "stripepay notifier: SPI_prepare failed: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(drain_plan);
+	}
+	if (SPI_execute_plan(drain_plan, NULL, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
 		elog(ERROR, "stripepay notifier: could not read the outbox");
 	n = SPI_processed;
 	out = palloc(sizeof(Outgoing) * (n ? n : 1));
@@ -323,6 +334,13 @@ stripepay_notifier_main(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(main_arg), InvalidOid, 0);
+
+	/*
+	 * A notification does not outlive a crash anyway, so its sending
+	 * transaction need not wait for a WAL flush, nor hold the notify lock
+	 * through one.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	/* another notifier serves this database already */
 	if (!take_notifier_lock())

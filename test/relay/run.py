@@ -940,15 +940,28 @@ def test_valgrind_clean():
                  413, "413")
         check_eq(raw_status(relay.port, b"POST /stripe HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
                             [b"8000\r\n" + b"z" * 0x8000 + b"\r\n"] * 4), 413, "413 chunked")
-        # a burst: the slow relay queues it, and runs it in batches
-        burst = [plan_event() for _ in range(12)]
+        # a burst: two slow events hold both connections, so the rest queue
+        # and run in batches
+        slow = [plan_event(uid("evt_relayslow")) for _ in range(2)]
+        burst = [plan_event() for _ in range(10)]
         statuses = []
         threads = [threading.Thread(target=lambda e=e: statuses.append(deliver(relay.port, e)[0]))
-                   for e in burst]
+                   for e in slow]
         for t in threads:
             t.start()
+        for _ in range(200):
+            if one("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'relay-valgrind'"
+                   "   AND wait_event = 'PgSleep'") == "2":
+                break
+            time.sleep(0.05)
+        burst_threads = [threading.Thread(target=lambda e=e: statuses.append(deliver(relay.port, e)[0]))
+                         for e in burst]
+        for t in burst_threads:
+            t.start()
+        threads += burst_threads
         for t in threads:
             t.join(60)
+        burst += slow
         check_eq(statuses, [200] * len(burst), "a burst of events")
         check(max(log_batches(relay, {e["id"] for e in burst}).values()) > 1, "the burst ran in batches")
         terminate_relay_backends("relay-valgrind")
