@@ -28,7 +28,8 @@ int			sp_max_retries = 2;
 int			sp_webhook_tolerance = 300;
 bool		sp_notify = true;
 
-void		_PG_init(void);
+/* the name is Postgres's, which calls it on load */
+void		_PG_init(void);		/* NOLINT(bugprone-reserved-identifier) */
 
 /*
  * Only http and https, and the URL must look like one: a base URL is joined

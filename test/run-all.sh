@@ -53,6 +53,9 @@ else
 	count node-signatures 0 1
 fi
 
+sp_log "static analysis (gcc -fanalyzer, cppcheck, clang-tidy)"
+run_counted static-analysis bash "$SP_ROOT/test/analyze.sh"
+
 sp_log "fuzzing (libFuzzer, ${FUZZ_SECONDS:-20} s a target)"
 run_counted fuzz make -s -C "$SP_ROOT/test/fuzz" run FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
 
