@@ -54,27 +54,35 @@ have() {
 	return 1
 }
 
-# gcc_analyze <name> <files...> -- <flags...>
-gcc_analyze() {
-	local name=$1 files=() f rc=0
+# Each tool function takes <name> <files...> -- <flags...>; group() splits
+# them into name, files and flags.
+name=
+files=()
+flags=()
+group() {
+	name=$1
 	shift
+	files=()
 	while [ "$1" != -- ]; do files+=("$1"); shift; done
 	shift
+	flags=("$@")
+}
+
+gcc_analyze() {
+	local f rc=0
+	group "$@"
 	: >"$out/$name.gcc"
 	if ! have gcc gcc; then check "gcc -fanalyzer: $name" "$out/missing" 1; return; fi
 	for f in "${files[@]}"; do
-		gcc -fanalyzer -fdiagnostics-plain-output -Wall -Wextra "$@" -c "$f" -o /dev/null \
+		gcc -fanalyzer -fdiagnostics-plain-output -Wall -Wextra "${flags[@]}" -c "$f" -o /dev/null \
 			>>"$out/$name.gcc" 2>&1 || rc=1
 	done
 	check "gcc -fanalyzer: $name (${#files[@]} files)" "$out/$name.gcc" "$rc"
 }
 
-# cppcheck_analyze <name> <files...> -- <flags...>
 cppcheck_analyze() {
-	local name=$1 files=() rc=0
-	shift
-	while [ "$1" != -- ]; do files+=("$1"); shift; done
-	shift
+	local rc=0
+	group "$@"
 	if ! have cppcheck cppcheck; then check "cppcheck: $name" "$out/missing" 1; return; fi
 	# One configuration, the one we build: x86-64 Linux with gcc, json-c
 	# 0.15+ and OpenSSL 3 (the sources #error on anything older).
@@ -83,20 +91,17 @@ cppcheck_analyze() {
 		--library=posix --library=gnu --library=openssl --library=libcurl \
 		-D__GNUC__ -D__x86_64__ -D__linux__ \
 		-DJSON_TOKENER_VALIDATE_UTF8 -DOPENSSL_VERSION_NUMBER=0x30000000L \
-		"$@" "${files[@]}" >"$out/$name.cppcheck" 2>&1 || rc=1
+		"${flags[@]}" "${files[@]}" >"$out/$name.cppcheck" 2>&1 || rc=1
 	check "cppcheck: $name (${#files[@]} files)" "$out/$name.cppcheck" "$rc"
 }
 
-# tidy_analyze <name> <files...> -- <flags...>
 tidy_analyze() {
-	local name=$1 files=() rc=0
-	shift
-	while [ "$1" != -- ]; do files+=("$1"); shift; done
-	shift
+	local rc=0
+	group "$@"
 	if ! have "$CLANG_TIDY" clang-tidy; then check "clang-tidy: $name" "$out/missing" 1; return; fi
 	# "N warnings generated" counts the diagnostics in Postgres's headers
 	# that .clang-tidy filters out; only a printed finding counts
-	"$CLANG_TIDY" --quiet "${files[@]}" -- "$@" 2>&1 |
+	"$CLANG_TIDY" --quiet "${files[@]}" -- "${flags[@]}" 2>&1 |
 		grep -vE '^[0-9]+ warnings? (and [0-9]+ errors? )?generated\.$' >"$out/$name.tidy"
 	rc=${PIPESTATUS[0]}
 	check "clang-tidy: $name (${#files[@]} files)" "$out/$name.tidy" "$rc"
