@@ -33,8 +33,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from harness import (EMULATOR, TEST_KEY, WEBHOOK_SECRET, check, check_eq,  # noqa: E402
-                     emulator, emulator_reset, ingest, psql, run)
+from harness import (EMULATOR, WEBHOOK_SECRET, check, check_eq, emulator,  # noqa: E402
+                     emulator_reset, fresh_database, ingest, psql, run)
 
 DB = "sp_memory"
 ROLE = "sp_memory_webhook"
@@ -129,6 +129,20 @@ class Session:
         raise AssertionError("psql ended (or was stopped after %d s): %s"
                              % (timeout, "\n".join(lines[-20:])))
 
+    def measured(self, pid, procedure, n):
+        """CALL procedure over 1..n: the first tenth as the warm-up, then the
+        rest.  Returns pid's samples (start, warm, end), the seconds taken
+        and the sums of the procedure's two counts."""
+        warm = n // 10
+        samples = [smaps(pid)]
+        t0 = time.monotonic()
+        first = self.run(f"CALL {procedure}(1, {warm})")[0].split("|")
+        samples.append(smaps(pid))
+        rest = self.run(f"CALL {procedure}({warm + 1}, {n})")[0].split("|")
+        seconds = time.monotonic() - t0
+        samples.append(smaps(pid))
+        return samples, seconds, (int(first[0]) + int(rest[0]), int(first[1]) + int(rest[1]))
+
     def close(self):
         if self.proc.poll() is None:
             self.proc.stdin.close()
@@ -136,12 +150,7 @@ class Session:
 
 
 def setup():
-    psql(f"DROP DATABASE IF EXISTS {DB}", db="postgres")
-    psql(f"CREATE DATABASE {DB}", db="postgres")
-    q("CREATE EXTENSION stripepay")
-    q(f"SELECT 1 FROM stripepay.configure(secret_key => '{TEST_KEY}', "
-      "success_url => 'https://shop.example/ok')")
-    q(f"SELECT 1 FROM stripepay.add_webhook_secret('{WEBHOOK_SECRET}')")
+    fresh_database(DB, webhook_secret=WEBHOOK_SECRET)
     # every call its own transaction, as an application makes them
     q(f"""CREATE PROCEDURE mem_pay(first int, last int, INOUT ok int DEFAULT 0,
                                    INOUT refused int DEFAULT 0)
@@ -209,15 +218,7 @@ def test_backend_pay_and_ingest():
     try:
         pid = int(s.run("SELECT pg_backend_pid()")[0])
         s.run("SET stripepay.max_retries = 0")
-        pay = [smaps(pid)]
-        warm = CALLS // 10
-        t0 = time.monotonic()
-        first = s.run(f"CALL mem_pay(1, {warm})")[0].split("|")
-        pay.append(smaps(pid))
-        rest = s.run(f"CALL mem_pay({warm + 1}, {CALLS})")[0].split("|")
-        pay_s = time.monotonic() - t0
-        pay.append(smaps(pid))
-        ok, refused = int(first[0]) + int(rest[0]), int(first[1]) + int(rest[1])
+        pay, pay_s, (ok, refused) = s.measured(pid, "mem_pay", CALLS)
         stats = emulator("GET", "/_emulator/stats")
         FIGURES.append(f"{CALLS} stripe_pay calls ({ok} created, {refused} refused) in {pay_s:.1f} s; "
                        f"{stats['requests']} requests to the emulator on {stats['connections']} "
@@ -236,22 +237,14 @@ def test_backend_pay_and_ingest():
         del events
         s.run("SET stripepay.webhook_tolerance = 3600")
         n = min(EVENTS, 2 * half)
-        warm = n // 10
-        ingest = [smaps(pid)]
-        t0 = time.monotonic()
-        first = s.run(f"CALL mem_ingest(1, {warm})")[0].split("|")
-        ingest.append(smaps(pid))
-        rest = s.run(f"CALL mem_ingest({warm + 1}, {n})")[0].split("|")
-        ingest_s = time.monotonic() - t0
-        ingest.append(smaps(pid))
-        fresh, again = int(first[0]) + int(rest[0]), int(first[1]) + int(rest[1])
+        ingest_samples, ingest_s, (fresh, again) = s.measured(pid, "mem_ingest", n)
         FIGURES.append(f"{n} webhook events ({fresh} first deliveries, {again} redeliveries) "
                        f"in {ingest_s:.1f} s")
         print("  " + FIGURES[-1], flush=True)
         check_eq((fresh, again), ((n + 1) // 2, n // 2), "(first deliveries, redeliveries)")
         check_eq(q("SELECT count(*) FROM stripepay.payment_record WHERE status = 'SUCCESSFUL'")[0][0],
                  str((n + 1) // 2), "payments the events marked SUCCESSFUL")
-        return report(f"backend, {n} webhook ingests", ingest, BACKEND_BOUND_KB)
+        return report(f"backend, {n} webhook ingests", ingest_samples, BACKEND_BOUND_KB)
     finally:
         s.close()
         emulator_reset()
@@ -319,12 +312,7 @@ def wrk(port, total, firsts_file, threads=2, connections=CONNECTIONS, cap_s=300)
 
 
 def test_relay_million_requests():
-    q(f"""DO $$ BEGIN
-            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{ROLE}') THEN
-              CREATE ROLE {ROLE} LOGIN;
-            END IF;
-          END $$;
-          GRANT stripepay_webhook TO {ROLE};""")
+    q(f"DROP ROLE IF EXISTS {ROLE}; CREATE ROLE {ROLE} LOGIN IN ROLE stripepay_webhook")
     port = free_port()
     t = int(time.time())
     # one first delivery in a hundred requests (memory_relay.lua's cycle)
