@@ -23,7 +23,7 @@ EXTRA_CLEAN = results regression.diffs regression.out tmp_check
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-.PHONY: unit test demo
+.PHONY: unit test demo analyze
 
 # C unit tests of the pure parts, under AddressSanitizer and UBSan
 unit:
@@ -32,6 +32,10 @@ unit:
 # Everything a fresh machine needs, then every test (this is what CI runs)
 test:
 	bash test/run-all.sh
+
+# gcc -fanalyzer, cppcheck and clang-tidy over every C file; no finding allowed
+analyze:
+	PG_CONFIG=$(PG_CONFIG) bash test/analyze.sh
 
 # The whole loop against the local Stripe emulator (or real Stripe test
 # mode when STRIPE_SECRET_KEY is set)

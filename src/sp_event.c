@@ -524,17 +524,15 @@ sp_event_envelope(SpEventDecoder *d, struct json_object *root, SpEvent *ev,
 	*object = NULL;
 
 	val = sp_event_member(root, "id");
-	if (val == NULL)
-		sp_event_fail(d, SP_EVENT_NO_ID, "id");
-	else if (sp_event_copy(d, val, "id", ev->id, sizeof(ev->id), SP_EVENT_NO_ID) &&
-			 (strncmp(ev->id, "evt_", 4) != 0 || ev->id[4] == '\0'))
+	if (val == NULL ||
+		(sp_event_copy(d, val, "id", ev->id, sizeof(ev->id), SP_EVENT_NO_ID) &&
+		 (strncmp(ev->id, "evt_", 4) != 0 || ev->id[4] == '\0')))
 		sp_event_fail(d, SP_EVENT_NO_ID, "id");
 
 	val = sp_event_member(root, "type");
-	if (val == NULL)
-		sp_event_fail(d, SP_EVENT_NO_TYPE, "type");
-	else if (sp_event_copy(d, val, "type", ev->type, sizeof(ev->type),
-						   SP_EVENT_NO_TYPE) && ev->type[0] == '\0')
+	if (val == NULL ||
+		(sp_event_copy(d, val, "type", ev->type, sizeof(ev->type),
+					   SP_EVENT_NO_TYPE) && ev->type[0] == '\0'))
 		sp_event_fail(d, SP_EVENT_NO_TYPE, "type");
 
 	val = sp_event_member(root, "created");
@@ -565,11 +563,10 @@ sp_event_envelope(SpEventDecoder *d, struct json_object *root, SpEvent *ev,
 	*object = val;
 
 	val = sp_event_member(*object, "object");
-	if (val == NULL)
-		sp_event_fail(d, SP_EVENT_NO_OBJECT_TYPE, "data.object.object");
-	else if (sp_event_copy(d, val, "data.object.object", ev->object_type,
-						   sizeof(ev->object_type), SP_EVENT_NO_OBJECT_TYPE) &&
-			 ev->object_type[0] == '\0')
+	if (val == NULL ||
+		(sp_event_copy(d, val, "data.object.object", ev->object_type,
+					   sizeof(ev->object_type), SP_EVENT_NO_OBJECT_TYPE) &&
+		 ev->object_type[0] == '\0'))
 		sp_event_fail(d, SP_EVENT_NO_OBJECT_TYPE, "data.object.object");
 	sp_event_string(d, *object, "id", "data.object.id", ev->object_id,
 					sizeof(ev->object_id));

@@ -29,7 +29,8 @@ int			sp_webhook_tolerance = 300;
 bool		sp_notify = true;
 bool		sp_notify_worker = true;
 
-void		_PG_init(void);
+/* the name is Postgres's, which calls it on load */
+void		_PG_init(void);		/* NOLINT(bugprone-reserved-identifier) */
 
 /*
  * Only http and https, and the URL must look like one: a base URL is joined

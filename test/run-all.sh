@@ -53,6 +53,9 @@ else
 	count node-signatures 0 1
 fi
 
+sp_log "static analysis (gcc -fanalyzer, cppcheck, clang-tidy)"
+run_counted static-analysis bash "$SP_ROOT/test/analyze.sh"
+
 sp_log "fuzzing (libFuzzer, ${FUZZ_SECONDS:-20} s a target)"
 run_counted fuzz make -s -C "$SP_ROOT/test/fuzz" run FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
 
@@ -89,6 +92,9 @@ run_counted e2e python3 "$SP_ROOT/test/integration/e2e.py"
 
 sp_log "backend under valgrind: failing calls leak nothing"
 run_counted valgrind-backend bash "$SP_ROOT/test/integration/valgrind_backend.sh"
+
+sp_log "memory under load: 100,000 stripe_pay, 100,000 ingests, 1,000,000 relay requests"
+run_counted memory python3 "$SP_ROOT/test/integration/memory.py"
 
 # No secret may reach the server log, whatever the tests did.
 if grep -qE 'sk_(test|live)_[A-Za-z0-9]{8,}|whsec_[A-Za-z0-9]{8,}' "$SP_SERVER_LOG"; then

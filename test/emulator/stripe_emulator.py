@@ -441,7 +441,13 @@ _ALNUM = string.ascii_letters + string.digits
 
 
 def rand(n):
-    return "".join(secrets.choice(_ALNUM) for _ in range(n))
+    # One read of the OS's random bytes an id, not one a character: ids are
+    # made several times a request.  Bytes past the last whole multiple of
+    # 62 are dropped, so every character stays equally likely.
+    out = ""
+    while len(out) < n:
+        out += "".join(_ALNUM[b % 62] for b in secrets.token_bytes(n + 8) if b < 248)
+    return out[:n]
 
 
 def new_request_id():
@@ -3149,10 +3155,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         log_headers = dict(hdrs)
         if "authorization" in log_headers:
             log_headers["authorization"] = mask_authorization(log_headers["authorization"])
+        # parsed once: the params of the record and of the call below
         try:
-            logged_params = listify(parse_form(body if method != "GET" else query))
-        except FormError:
-            logged_params = None
+            parsed = parse_form(body if method != "GET" else query)
+            logged_params = listify(parsed)
+        except FormError as e:
+            parsed, logged_params = e, None
         record = {"method": method, "path": path, "query": query, "headers": log_headers,
                   "raw_body": body.decode("utf-8", "replace"), "params": logged_params,
                   "status": None, "connection_id": self.conn_id, "replayed": False,
@@ -3202,9 +3210,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     raise invalid("Invalid request: unsupported Content-Type %s. If error persists and you "
                                   "need assistance, please contact support@stripe.com." % ctype)
             try:
-                raw_params = parse_form(query) if query else {}
-                if method != "GET" and body:
-                    raw_params.update(parse_form(body))
+                raw_params = {} if method == "GET" or not query else parse_form(query)
+                if isinstance(parsed, FormError):
+                    raise parsed
+                raw_params.update(parsed)
             except FormError as e:
                 raise invalid(str(e))
             route = None

@@ -56,6 +56,20 @@ def expect_error(sql, sqlstate, db="sp_integration"):
     raise AssertionError(f"expected SQLSTATE {sqlstate}, but the statement succeeded")
 
 
+def fresh_database(db, key=TEST_KEY, webhook_secret=None, **settings):
+    """Drops and creates db with the extension, configured with key and
+    settings (success_url defaults to https://shop.example/ok), and
+    webhook_secret, when given, as the default endpoint's signing secret."""
+    psql(f"DROP DATABASE IF EXISTS {db}", db="postgres")
+    psql(f"CREATE DATABASE {db}", db="postgres")
+    settings = {"secret_key": key, "success_url": "https://shop.example/ok", **settings}
+    args = ", ".join(f"{k} => '{v}'" for k, v in settings.items())
+    psql("CREATE EXTENSION stripepay", db=db)
+    psql(f"SELECT 1 FROM stripepay.configure({args})", db=db)
+    if webhook_secret is not None:
+        psql(f"SELECT 1 FROM stripepay.add_webhook_secret('{webhook_secret}')", db=db)
+
+
 def scalar(sql, db="sp_integration"):
     rows = psql(sql, db=db)
     return rows[0][0] if rows else None

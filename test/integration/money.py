@@ -6,6 +6,7 @@ import threading
 import time
 
 from harness import (SqlError, check, check_eq, emulator, emulator_events, emulator_requests,
+                     fresh_database,
                      emulator_reset, event_bytes, expect_error, fault, ingest, psql, run,
                      scalar, sign, WEBHOOK_SECRET)
 
@@ -31,12 +32,7 @@ def deliver_all(since=0):
 
 
 def setup():
-    psql(f"DROP DATABASE IF EXISTS {DB}", db="postgres")
-    psql(f"CREATE DATABASE {DB}", db="postgres")
-    q("CREATE EXTENSION stripepay")
-    q(f"SELECT 1 FROM stripepay.configure(secret_key => '{KEY}', success_url => 'https://shop.example/ok',"
-      " cancel_url => 'https://shop.example/cancel')")
-    q(f"SELECT 1 FROM stripepay.add_webhook_secret('{WEBHOOK_SECRET}')")
+    fresh_database(DB, KEY, WEBHOOK_SECRET, cancel_url="https://shop.example/cancel")
     q("DROP ROLE IF EXISTS regress_sp_shop; CREATE ROLE regress_sp_shop LOGIN IN ROLE stripepay_user;"
       "DROP ROLE IF EXISTS regress_sp_other; CREATE ROLE regress_sp_other LOGIN IN ROLE stripepay_user;"
       "DROP ROLE IF EXISTS regress_sp_boss; CREATE ROLE regress_sp_boss LOGIN IN ROLE stripepay_admin")

@@ -7,7 +7,7 @@ SP_PG_VERSION=${SP_PG_VERSION:-15}
 SP_DEBIAN_PACKAGES="postgresql-$SP_PG_VERSION postgresql-server-dev-$SP_PG_VERSION
 	build-essential pkg-config libcurl4-openssl-dev libssl-dev libjson-c-dev
 	libmicrohttpd-dev libpq-dev python3 ca-certificates procps valgrind
-	clang libclang-rt-14-dev"
+	clang libclang-rt-14-dev clang-tidy cppcheck wrk"
 
 sp_log() { printf '==> %s\n' "$*" >&2; }
 sp_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
