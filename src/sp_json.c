@@ -375,7 +375,7 @@ sp_arena_copy(char *arena, size_t arena_size, size_t *used, const char *text, si
 {
 	char	   *dst;
 
-	if (arena == NULL || len >= arena_size - *used)
+	if (arena == NULL || text == NULL || len >= arena_size - *used)
 		return NULL;
 	dst = arena + *used;
 	memcpy(dst, text, len);

@@ -839,13 +839,16 @@ relay_run(RelayPool *pool, RelaySlot *slot, RelayJob *batch, int n)
 {
 	RelayJob   *jobs[RELAY_BATCH_MAX];
 	RelayJob   *j;
-	int			i = 0;
+	int			taken = 0;
 
-	for (j = batch; j != NULL; j = j->next)
-	{
-		jobs[i++] = j;
-		j->out->batch = n;
-	}
+	/* the list is what counts; n is what the caller meant to take */
+	for (j = batch; j != NULL && taken < RELAY_BATCH_MAX; j = j->next)
+		jobs[taken++] = j;
+	if (taken == 0)
+		return;
+	n = taken;
+	for (taken = 0; taken < n; taken++)
+		jobs[taken]->out->batch = n;
 	if (n == 1)
 	{
 		relay_run_one(pool, slot, jobs[0]);
@@ -997,12 +1000,16 @@ relay_pool_query(RelayPool *pool, const RelayQuery *query, int64_t started_ms,
 	pthread_cond_init(&job.wake, &attr);
 	pthread_condattr_destroy(&attr);
 
+	/*
+	 * The job lives on this stack while it is queued: this function returns
+	 * only once it is done, and whoever took it off the queue has let go.
+	 */
 	pthread_mutex_lock(&pool->lock);
 	if (pool->tail != NULL)
 		pool->tail->next = &job;
 	else
-		pool->head = &job;
-	pool->tail = &job;
+		pool->head = &job;	/* cppcheck-suppress autoVariables */
+	pool->tail = &job;		/* cppcheck-suppress autoVariables */
 	while (!job.done)
 	{
 		RelaySlot  *slot;

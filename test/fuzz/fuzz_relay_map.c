@@ -105,9 +105,9 @@ check_log_line(const char *s, const char *sqlstate)
 	size_t		i;
 	size_t		len;
 
-	relay_format_log(line, sizeof(line), &ts, s, s, s, s, 200, 7, sqlstate);
+	relay_format_log(line, sizeof(line), &ts, s, s, s, s, 200, 7, 3, sqlstate);
 	len = strlen(line);
-	/* <time> <method> <path> endpoint= event= status= ms=[ sqlstate=] */
+	/* <time> <method> <path> endpoint= event= status= ms= batch=3[ sqlstate=] */
 	if (len == 0 || line[len - 1] != '\n' || memchr(line, '\n', len - 1) != NULL)
 		abort();
 	for (i = 0; i + 1 < len; i++)
@@ -117,7 +117,7 @@ check_log_line(const char *s, const char *sqlstate)
 		else if (!log_safe_char((unsigned char) line[i]) && line[i] != '=')
 			abort();
 	}
-	if (spaces != (sqlstate[0] ? 7 : 6))
+	if (spaces != (sqlstate[0] ? 8 : 7))
 		abort();
 }
 
