@@ -32,6 +32,7 @@
 #include "sp_apply.h"
 #include "sp_notify.h"
 #include "sp_rules.h"
+#include "sp_store.h"
 #include "stripepay.h"
 
 PG_FUNCTION_INFO_V1(stripepay_advances);
@@ -45,22 +46,6 @@ static SPIPlanPtr update_plan = NULL;
 static SPIPlanPtr flow_plan = NULL;
 
 #define PAYMENT_COLUMNS "id, order_id, status, event_created, amount, currency"
-
-static SPIPlanPtr
-keep_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*cache == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "stripepay: SPI_prepare failed for \"%s\": %s",
-				 sql, SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		*cache = plan;
-	}
-	return *cache;
-}
 
 /* A text parameter, or NULL for an empty or absent value. */
 static Datum
@@ -129,7 +114,7 @@ find_payment(const char *session, const char *intent, const SpEvent *ev, Payment
 
 	if (session != NULL)
 	{
-		keep_plan(&by_session_plan,
+		sp_keep_plan(&by_session_plan,
 				  "SELECT " PAYMENT_COLUMNS " FROM stripepay.payment_record"
 				  " WHERE checkout_session_id = $1 FOR UPDATE", 1, text_type);
 		values[0] = CStringGetTextDatum(session);
@@ -138,7 +123,7 @@ find_payment(const char *session, const char *intent, const SpEvent *ev, Payment
 	}
 	if (intent != NULL)
 	{
-		keep_plan(&by_intent_plan,
+		sp_keep_plan(&by_intent_plan,
 				  "SELECT " PAYMENT_COLUMNS " FROM stripepay.payment_record"
 				  " WHERE payment_intent_id = $1 FOR UPDATE", 1, text_type);
 		values[0] = CStringGetTextDatum(intent);
@@ -147,7 +132,7 @@ find_payment(const char *session, const char *intent, const SpEvent *ev, Payment
 	}
 	if (!sp_parse_row_id(ev->metadata_payment_id, &payment_id))
 		return false;
-	keep_plan(&by_metadata_plan,
+	sp_keep_plan(&by_metadata_plan,
 			  "SELECT " PAYMENT_COLUMNS " FROM stripepay.payment_record"
 			  " WHERE id = $1 AND order_id = coalesce($2, order_id)"
 			  "   AND ($3 IS NULL OR checkout_session_id IS NULL OR checkout_session_id = $3)"
@@ -181,7 +166,7 @@ record_event(const SpEvent *ev, const char *payload, const char *endpoint,
 	Datum		values[11];
 	char		nulls[11];
 
-	keep_plan(&record_plan,
+	sp_keep_plan(&record_plan,
 			  "INSERT INTO stripepay.webhook_event (id, type, api_version, livemode, created,"
 			  "   object_id, endpoint, source, payload, order_id, payment_id)"
 			  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11)"
@@ -217,7 +202,7 @@ update_payment(const SpEvent *ev, PaymentRow *row, bool moved, const char *targe
 		? ev->last_payment_error_decline_code
 		: ev->last_payment_error_code[0] ? ev->last_payment_error_code : "payment_failed";
 
-	keep_plan(&update_plan,
+	sp_keep_plan(&update_plan,
 			  "UPDATE stripepay.payment_record SET"
 			  "   status = CASE WHEN $2 THEN $3 ELSE status END,"
 			  "   event_created = CASE WHEN $2 THEN $4 ELSE event_created END,"
@@ -254,7 +239,7 @@ fire_payment_flow(const SpEvent *ev, const PaymentRow *row, bool already_process
 	Oid			types[6] = {TEXTOID, TEXTOID, INT8OID, INT8OID, TEXTOID, BOOLOID};
 	Datum		values[6];
 
-	keep_plan(&flow_plan,
+	sp_keep_plan(&flow_plan,
 			  "INSERT INTO stripepay.payment_flow"
 			  "   (event_id, event_type, order_id, payment_id, payment_status, already_processed)"
 			  " VALUES ($1, $2, $3, $4, $5, $6)", 6, types);

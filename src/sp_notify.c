@@ -48,6 +48,7 @@
 #include "utils/snapmgr.h"
 
 #include "sp_notify.h"
+#include "sp_store.h"
 #include "stripepay.h"
 
 PG_FUNCTION_INFO_V1(stripepay_notify);
@@ -162,15 +163,9 @@ notifier_available(void)
 	if (notifier_pid != 0 && BackendPidGetProc(notifier_pid) != NULL)
 		return true;
 
-	if (find_plan == NULL)
-	{
-		find_plan = SPI_prepare("SELECT pid FROM pg_catalog.pg_stat_activity"
-								" WHERE backend_type = '" NOTIFIER_TYPE "' AND datid = $1"
-								" ORDER BY backend_start LIMIT 1", 1, argtypes);
-		if (find_plan == NULL)
-			elog(ERROR, "stripepay: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(find_plan);
-	}
+	sp_keep_plan(&find_plan, "SELECT pid FROM pg_catalog.pg_stat_activity"
+				 " WHERE backend_type = '" NOTIFIER_TYPE "' AND datid = $1"
+				 " ORDER BY backend_start LIMIT 1", 1, argtypes);
 	values[0] = ObjectIdGetDatum(MyDatabaseId);
 	if (SPI_execute_plan(find_plan, values, NULL, true, 1) == SPI_OK_SELECT && SPI_processed == 1)
 	{
@@ -203,14 +198,8 @@ sp_notify_send(const char *channel, const char *payload)
 		return;
 	}
 
-	if (outbox_plan == NULL)
-	{
-		outbox_plan = SPI_prepare("INSERT INTO stripepay.notify_outbox (channel, payload)"
-								  " VALUES ($1, $2)", 2, argtypes);
-		if (outbox_plan == NULL)
-			elog(ERROR, "stripepay: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(outbox_plan);
-	}
+	sp_keep_plan(&outbox_plan, "INSERT INTO stripepay.notify_outbox (channel, payload)"
+				 " VALUES ($1, $2)", 2, argtypes);
 	values[0] = CStringGetTextDatum(channel);
 	values[1] = CStringGetTextDatum(payload);
 	if (SPI_execute_plan(outbox_plan, values, NULL, false, 0) != SPI_OK_INSERT)
@@ -269,18 +258,11 @@ drain_outbox(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "sending notifications");
 
-	if (drain_plan == NULL)
-	{
-		/* a TID scan: no sort, no join, whatever the outbox's size */
-		drain_plan = SPI_prepare("DELETE FROM stripepay.notify_outbox WHERE ctid = ANY (ARRAY("
-								 "  SELECT ctid FROM stripepay.notify_outbox LIMIT "
-								 CppAsString2(NOTIFIER_BATCH) "))"
-								 " RETURNING id, channel, payload", 0, NULL);
-		if (drain_plan == NULL)
-			elog(ERROR, "stripepay notifier: SPI_prepare failed: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(drain_plan);
-	}
+	/* a TID scan: no sort, no join, whatever the outbox's size */
+	sp_keep_plan(&drain_plan, "DELETE FROM stripepay.notify_outbox WHERE ctid = ANY (ARRAY("
+				 "  SELECT ctid FROM stripepay.notify_outbox LIMIT "
+				 CppAsString2(NOTIFIER_BATCH) "))"
+				 " RETURNING id, channel, payload", 0, NULL);
 	if (SPI_execute_plan(drain_plan, NULL, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
 		elog(ERROR, "stripepay notifier: could not read the outbox");
 	n = SPI_processed;

@@ -82,3 +82,24 @@ sp_settings_require_success_url(const SpSettings *settings)
 				 errmsg("stripepay has no success_url for Checkout"),
 				 errhint("An admin must run SELECT stripepay.configure(success_url => 'https://...').")));
 }
+
+/*
+ * The plan for sql, prepared on first use and kept for the backend's life in
+ * *cache: the ingest's statements run once an event, and an event is a
+ * transaction.
+ */
+SPIPlanPtr
+sp_keep_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*cache == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "stripepay: SPI_prepare failed for \"%s\": %s",
+				 sql, SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		*cache = plan;
+	}
+	return *cache;
+}

@@ -46,4 +46,7 @@ extern Datum sp_return_row(const char *select_by_id, int64 id);
 /* Text of column `col` (1-based) of row `row` of the last result, or NULL. */
 extern char *sp_result_text(uint64 row, int col);
 
+/* A plan prepared once and kept in *cache for the backend's life. */
+extern SPIPlanPtr sp_keep_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);
+
 #endif							/* SP_STORE_H */

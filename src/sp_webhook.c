@@ -43,22 +43,6 @@ static SPIPlanPtr secrets_plan = NULL;
 static SPIPlanPtr ingest_plan = NULL;
 static SPIPlanPtr seen_plan = NULL;
 
-static SPIPlanPtr
-sp_keep_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*cache == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "stripepay: SPI_prepare failed for \"%s\": %s",
-				 sql, SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		*cache = plan;
-	}
-	return *cache;
-}
-
 /*
  * The live secrets of one endpoint (or of all, for a NULL endpoint), and the
  * mode of the configured API key ("live", "test" or NULL).

@@ -153,10 +153,10 @@ def generate(payments_path, bodies_path, copy_path):
     print(f"{len(sizes)} events, {min(sizes)}..{max(sizes)} bytes, mean {sum(sizes) // len(sizes)}")
 
 
-def sign(bodies_path, secret, first, last):
+def signed_bodies(bodies_path, secret, first, last):
+    """(n, Stripe-Signature, body) of events first..last, signed now."""
     t = int(time.time())
     key = secret.encode()
-    out = sys.stdout.buffer
     with open(bodies_path, "rb") as f:
         while True:
             head = f.read(8)
@@ -166,7 +166,13 @@ def sign(bodies_path, secret, first, last):
             body = f.read(size)
             if first <= n <= last:
                 mac = hmac.new(key, b"%d." % t + body, hashlib.sha256).hexdigest()
-                out.write(b"%d\tt=%d,v1=%s\n" % (n, t, mac.encode()))
+                yield n, b"t=%d,v1=%s" % (t, mac.encode()), body
+
+
+def sign(bodies_path, secret, first, last):
+    out = sys.stdout.buffer
+    for n, signature, _ in signed_bodies(bodies_path, secret, first, last):
+        out.write(b"%d\t%s\n" % (n, signature))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../../test/lib/env.sh"
+. "$HERE/../lib.sh"
 
 CLIENTS=${BENCH_CLIENTS:-16}
 JOBS=${BENCH_JOBS:-2}
@@ -219,41 +220,11 @@ sp_build_install
 sp_make_tmp
 # shellcheck disable=SC2154  # rc is set in the trap
 trap 'rc=$?; set +e; stop_bg; (exit $rc); sp_teardown' EXIT
-# shellcheck disable=SC2034  # read by env.sh's sp_cluster_start
-SP_EMULATOR_URL=""		# no Stripe calls: the payments are made with SQL
-sp_cluster_start ""
-BIN=$(sp_pg_bindir)
-
-# Durable commits, as in production (env.sh's test cluster runs with fsync
-# off).  WAL large enough, and a CHECKPOINT before every phase, so that no
-# checkpoint lands inside one phase and not another; autovacuum off and a
-# VACUUM ANALYZE before every phase instead, so that every phase starts alike.
-cat >>"$SP_TMP/data/postgresql.conf" <<CONF
-# bench/ingest overrides (later lines win)
-fsync = on
-synchronous_commit = on
-full_page_writes = on
-shared_buffers = 1GB
-max_wal_size = 16GB
-min_wal_size = 1GB
-checkpoint_timeout = 30min
-autovacuum = off
-CONF
-if [ "$PROFILE" = 1 ]; then
-	cat >>"$SP_TMP/data/postgresql.conf" <<CONF
-shared_preload_libraries = 'pg_stat_statements'
+PROFILE_CONF=""
+[ "$PROFILE" = 1 ] && PROFILE_CONF="shared_preload_libraries = 'pg_stat_statements'
 pg_stat_statements.track = all
-pg_stat_statements.max = 1000
-CONF
-fi
-sp_as_owner "$BIN/pg_ctl" -D "$SP_TMP/data" -l "$SP_TMP/server.log" -w restart >/dev/null ||
-	{ tail -20 "$SP_TMP/server.log" >&2; sp_die "the cluster did not restart with the bench settings"; }
-for s in fsync synchronous_commit; do
-	[ "$(q -c "SHOW $s")" = on ] || sp_die "$s is not on"
-done
-sp_log "cluster: $(q -c "SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name)
-	FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'wal_sync_method', 'shared_buffers',
-	'full_page_writes', 'max_wal_size', 'autovacuum')"), $(nproc) CPUs"
+pg_stat_statements.max = 1000"
+bench_cluster_start bench/ingest "$PROFILE_CONF"
 
 # --- set-up ----------------------------------------------------------------------
 sp_log "set-up: $TOTAL PENDING payments and orders, $TOTAL events"

@@ -21,6 +21,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../../test/lib/env.sh"
+. "$HERE/../lib.sh"
 INGEST=$HERE/../ingest
 
 N=${BENCH_EVENTS:-20000}
@@ -80,31 +81,7 @@ stop_server() {
 }
 # shellcheck disable=SC2154  # rc is set in the trap
 trap 'rc=$?; set +e; stop_server; (exit $rc); sp_teardown' EXIT
-# shellcheck disable=SC2034  # read by env.sh's sp_cluster_start
-SP_EMULATOR_URL=""		# no Stripe calls: the payments are made with SQL
-sp_cluster_start ""
-BIN=$(sp_pg_bindir)
-
-# Durable commits, as in production, and the settings of bench/ingest.
-cat >>"$SP_TMP/data/postgresql.conf" <<CONF
-# bench/relay overrides (later lines win)
-fsync = on
-synchronous_commit = on
-full_page_writes = on
-shared_buffers = 1GB
-max_wal_size = 16GB
-min_wal_size = 1GB
-checkpoint_timeout = 30min
-autovacuum = off
-CONF
-sp_as_owner "$BIN/pg_ctl" -D "$SP_TMP/data" -l "$SP_TMP/server.log" -w restart >/dev/null ||
-	{ tail -20 "$SP_TMP/server.log" >&2; sp_die "the cluster did not restart with the bench settings"; }
-for s in fsync synchronous_commit; do
-	[ "$(q -c "SHOW $s")" = on ] || sp_die "$s is not on"
-done
-sp_log "cluster: $(q -c "SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name)
-	FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'wal_sync_method', 'shared_buffers',
-	'full_page_writes', 'max_wal_size', 'autovacuum')"), $(nproc) CPUs"
+bench_cluster_start bench/relay
 
 # --- set-up: bench/ingest's shop, payments and events -----------------------------
 sp_log "set-up: $TOTAL PENDING payments and orders, $TOTAL events"

@@ -1,0 +1,33 @@
+# Shared by the benches (sourced after test/lib/env.sh).
+
+# Starts the throwaway cluster with durable commits, as in production
+# (env.sh's test cluster runs with fsync off), WAL large enough that no
+# checkpoint lands inside a phase, and autovacuum off (each bench vacuums
+# between phases instead).  bench_cluster_start <name> [extra conf lines]
+bench_cluster_start() {
+	local name=$1 extra=${2:-} s
+	# shellcheck disable=SC2034  # read by env.sh's sp_cluster_start
+	SP_EMULATOR_URL=""		# no Stripe calls: the payments are made with SQL
+	sp_cluster_start ""
+	BIN=$(sp_pg_bindir)
+	cat >>"$SP_TMP/data/postgresql.conf" <<CONF
+# $name overrides (later lines win)
+fsync = on
+synchronous_commit = on
+full_page_writes = on
+shared_buffers = 1GB
+max_wal_size = 16GB
+min_wal_size = 1GB
+checkpoint_timeout = 30min
+autovacuum = off
+CONF
+	[ -n "$extra" ] && printf '%s\n' "$extra" >>"$SP_TMP/data/postgresql.conf"
+	sp_as_owner "$BIN/pg_ctl" -D "$SP_TMP/data" -l "$SP_TMP/server.log" -w restart >/dev/null ||
+		{ tail -20 "$SP_TMP/server.log" >&2; sp_die "the cluster did not restart with the bench settings"; }
+	for s in fsync synchronous_commit; do
+		[ "$(psql -X -At -c "SHOW $s")" = on ] || sp_die "$s is not on"
+	done
+	sp_log "cluster: $(psql -X -At -c "SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name)
+		FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'wal_sync_method', 'shared_buffers',
+		'full_page_writes', 'max_wal_size', 'autovacuum')"), $(nproc) CPUs"
+}
