@@ -335,7 +335,7 @@ LANGUAGE C IMMUTABLE PARALLEL SAFE;
  * like NOTIFY itself, nothing here outlives a crash.
  */
 CREATE UNLOGGED TABLE @extschema@.notify_outbox (
-	id				bigserial PRIMARY KEY,
+	id				bigserial PRIMARY KEY,	/* the order they are sent in */
 	channel			text NOT NULL,
 	payload			text NOT NULL
 );

@@ -306,7 +306,7 @@ sp_apply_payment_event(const SpEvent *ev, const char *payload, const char *endpo
 		return SP_APPLY_ALREADY_PROCESSED;
 
 	moved = sp_state_advances(SP_KIND_PAYMENT, row.status, row.has_event_created,
-							  row.event_created, target, at);
+							  row.event_created, target, true, at);
 	update_payment(ev, &row, moved, target, session, intent, at);
 	if (sp_payment_status_final(target))
 		fire_payment_flow(ev, &row, !moved);
@@ -325,14 +325,12 @@ stripepay_advances(PG_FUNCTION_ARGS)
 	char	   *kind;
 	char	   *cur_status = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	char	   *new_status = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
-	TimestampTz cur_at = PG_ARGISNULL(2) ? 0 : PG_GETARG_TIMESTAMPTZ(2);
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_BOOL(false);
 	kind = text_to_cstring(PG_GETARG_TEXT_PP(0));
-
-	/* an event of unknown time never wins on time alone */
-	PG_RETURN_BOOL(sp_state_advances(sp_state_kind(kind), cur_status, !PG_ARGISNULL(2), cur_at,
-									 new_status,
-									 PG_ARGISNULL(4) ? cur_at - 1 : PG_GETARG_TIMESTAMPTZ(4)));
+	PG_RETURN_BOOL(sp_state_advances(sp_state_kind(kind), cur_status, !PG_ARGISNULL(2),
+									 PG_ARGISNULL(2) ? 0 : PG_GETARG_TIMESTAMPTZ(2),
+									 new_status, !PG_ARGISNULL(4),
+									 PG_ARGISNULL(4) ? 0 : PG_GETARG_TIMESTAMPTZ(4)));
 }

@@ -536,7 +536,7 @@ sp_event_envelope(SpEventDecoder *d, struct json_object *root, SpEvent *ev,
 		sp_event_fail(d, SP_EVENT_NO_TYPE, "type");
 
 	val = sp_event_member(root, "created");
-	if (val == NULL || !sp_event_intval(val, &ev->created))
+	if (val == NULL || !sp_event_intval(val, &ev->created) || ev->created > SP_EVENT_MAX_CREATED)
 		sp_event_fail(d, SP_EVENT_NO_CREATED, "created");
 
 	val = sp_event_member(root, "livemode");

@@ -55,6 +55,9 @@
 /* Inputs nested deeper than this are not JSON to us (Stripe's reach ~10) */
 #define SP_EVENT_MAX_DEPTH		64
 
+/* 9999-12-31 23:59:59 UTC: any later "created" is not a real event's */
+#define SP_EVENT_MAX_CREATED 253402300799LL
+
 typedef enum SpEventResult
 {
 	SP_EVENT_OK = 0,
@@ -63,7 +66,8 @@ typedef enum SpEventResult
 	SP_EVENT_NOT_OBJECT,		/* valid JSON, but not an object */
 	SP_EVENT_NO_ID,				/* "id" missing, not a string, not "evt_..." */
 	SP_EVENT_NO_TYPE,			/* "type" missing, not a string, or empty */
-	SP_EVENT_NO_CREATED,		/* "created" missing, not an integer >= 0 */
+	SP_EVENT_NO_CREATED,		/* "created" missing, not an integer >= 0,
+								 * or after SP_EVENT_MAX_CREATED */
 	SP_EVENT_NO_LIVEMODE,		/* "livemode" missing or not a boolean */
 	SP_EVENT_NO_DATA,			/* "data" missing or not an object */
 	SP_EVENT_NO_OBJECT,			/* "data.object" missing or not an object */

@@ -28,6 +28,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "executor/spi.h"
@@ -35,6 +36,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
@@ -42,9 +44,11 @@
 #include "storage/proc.h"
 #include "storage/procarray.h"
 #include "tcop/tcopprot.h"
+#include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 
 #include "sp_notify.h"
@@ -58,29 +62,38 @@ PGDLLEXPORT void stripepay_notifier_main(Datum main_arg);
 #define NOTIFIER_BATCH 1000
 #define NOTIFIER_POLL_MS 1000L
 #define NOTIFIER_IDLE_EXIT_MS 10000L
+#define NOTIFIER_RESTART_S 10
 
-/* the advisory lock that keeps one notifier per database: "stripe", 1 */
-#define NOTIFIER_LOCK_KEY1 0x73747269
-#define NOTIFIER_LOCK_KEY2 1
+/*
+ * The lock that keeps one notifier per database: an advisory lock tag whose
+ * last field SQL's pg_advisory_lock() never uses (it uses 1 and 2), so no
+ * session can take it and stand in for a notifier.
+ */
+#define NOTIFIER_LOCK_KEY1 0x73747269	/* "stri" */
+#define NOTIFIER_LOCK_KEY2 0x70657061	/* "pepa" */
+#define NOTIFIER_LOCK_KIND 0x5350		/* "SP" */
+
+/* what Async_Notify accepts (async.c's NOTIFY_PAYLOAD_MAX_LENGTH) */
+#define NOTIFY_PAYLOAD_LIMIT (BLCKSZ - NAMEDATALEN - 128)
 
 /* this backend's idea of its database's notifier */
 static int	notifier_pid = 0;
 static bool wake_at_commit = false;
 static bool xact_callback_registered = false;
 static SPIPlanPtr outbox_plan = NULL;
-static SPIPlanPtr find_plan = NULL;
 static SPIPlanPtr drain_plan = NULL;
 
 static bool
 start_notifier(pid_t *pid)
 {
 	BackgroundWorker worker;
-	BackgroundWorkerHandle *handle;
+	BackgroundWorkerHandle *handle = NULL;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	/* restarted after an error (a full NOTIFY queue); not after exit(0) */
+	worker.bgw_restart_time = NOTIFIER_RESTART_S;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "stripepay");
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "stripepay_notifier_main");
 	snprintf(worker.bgw_name, BGW_MAXLEN, NOTIFIER_TYPE " for database %u", MyDatabaseId);
@@ -88,7 +101,8 @@ start_notifier(pid_t *pid)
 	worker.bgw_main_arg = ObjectIdGetDatum(MyDatabaseId);
 	worker.bgw_notify_pid = pid ? MyProcPid : 0;
 
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	/* without a handle, nothing is allocated: safe in a commit callback */
+	if (!RegisterDynamicBackgroundWorker(&worker, pid ? &handle : NULL))
 		return false;
 	if (pid == NULL)
 		return true;
@@ -98,7 +112,8 @@ start_notifier(pid_t *pid)
 static void
 notifier_locktag(LOCKTAG *tag)
 {
-	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, NOTIFIER_LOCK_KEY1, NOTIFIER_LOCK_KEY2, 2);
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, NOTIFIER_LOCK_KEY1, NOTIFIER_LOCK_KEY2,
+						 NOTIFIER_LOCK_KIND);
 }
 
 /*
@@ -110,8 +125,13 @@ notifier_holds_lock(void)
 {
 	LOCKTAG		tag;
 
+	/*
+	 * Runs after commit, where an error would be a PANIC: a full lock table
+	 * answers "not available" here instead of raising, and then a notifier
+	 * is assumed (the rows wait for one at worst).
+	 */
 	notifier_locktag(&tag);
-	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+	if (LockAcquireExtended(&tag, ExclusiveLock, true, true, false, NULL) == LOCKACQUIRE_NOT_AVAIL)
 		return true;
 	LockRelease(&tag, ExclusiveLock, true);
 	return false;
@@ -124,10 +144,13 @@ notify_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 
 	if (!wake_at_commit)
 		return;
-	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
-		event == XACT_EVENT_PREPARE)
+	if (event == XACT_EVENT_PRE_PREPARE)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot PREPARE a transaction that has queued stripepay notifications"),
+				 errhint("As with NOTIFY: commit it directly, or set stripepay.notify to off.")));
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
 	{
-		/* a prepared transaction's notifications wait for the next poll */
 		wake_at_commit = false;
 		return;
 	}
@@ -151,29 +174,41 @@ notify_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 		SetLatch(&proc->procLatch);
 }
 
+/* The pid of this database's notifier, from a fresh look at the backends; 0 if none. */
+static int
+find_notifier(void)
+{
+	int			n;
+	int			i;
+
+	pgstat_clear_backend_activity_snapshot();
+	n = pgstat_fetch_stat_numbackends();
+	for (i = 1; i <= n; i++)
+	{
+		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
+		PgBackendStatus *be = local ? &local->backendStatus : NULL;
+		const char *type;
+
+		if (be == NULL || be->st_backendType != B_BG_WORKER || be->st_databaseid != MyDatabaseId)
+			continue;
+		type = GetBackgroundWorkerTypeByPid(be->st_procpid);
+		if (type != NULL && strcmp(type, NOTIFIER_TYPE) == 0)
+			return be->st_procpid;
+	}
+	return 0;
+}
+
 /* Whether this database has a notifier (starting one if need be). */
 static bool
 notifier_available(void)
 {
-	Oid			argtypes[1] = {OIDOID};
-	Datum		values[1];
-	bool		isnull;
 	pid_t		pid;
 
 	if (notifier_pid != 0 && BackendPidGetProc(notifier_pid) != NULL)
 		return true;
-
-	sp_keep_plan(&find_plan, "SELECT pid FROM pg_catalog.pg_stat_activity"
-				 " WHERE backend_type = '" NOTIFIER_TYPE "' AND datid = $1"
-				 " ORDER BY backend_start LIMIT 1", 1, argtypes);
-	values[0] = ObjectIdGetDatum(MyDatabaseId);
-	if (SPI_execute_plan(find_plan, values, NULL, true, 1) == SPI_OK_SELECT && SPI_processed == 1)
-	{
-		notifier_pid = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
-												   SPI_tuptable->tupdesc, 1, &isnull));
-		if (BackendPidGetProc(notifier_pid) != NULL)
-			return true;
-	}
+	notifier_pid = find_notifier();
+	if (notifier_pid != 0 && BackendPidGetProc(notifier_pid) != NULL)
+		return true;
 	notifier_pid = 0;
 	if (!start_notifier(&pid))
 		return false;
@@ -189,6 +224,16 @@ sp_notify_send(const char *channel, const char *payload)
 
 	if (!sp_notify)
 		return;
+
+	/* refused here, as NOTIFY would, rather than stalling the notifier */
+	if (strlen(channel) >= NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("channel name too long")));
+	if (strlen(payload) >= NOTIFY_PAYLOAD_LIMIT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("payload string too long")));
 
 	SPI_connect();
 	if (!sp_notify_worker || !notifier_available())
@@ -258,9 +303,11 @@ drain_outbox(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "sending notifications");
 
-	/* a TID scan: no sort, no join, whatever the outbox's size */
-	sp_keep_plan(&drain_plan, "DELETE FROM stripepay.notify_outbox WHERE ctid = ANY (ARRAY("
-				 "  SELECT ctid FROM stripepay.notify_outbox LIMIT "
+	/* the oldest first, through the primary key; then a TID scan */
+	sp_keep_plan(&drain_plan,
+				 "DELETE FROM stripepay.notify_outbox"
+				 " WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
+				 "  SELECT ctid FROM stripepay.notify_outbox ORDER BY id LIMIT "
 				 CppAsString2(NOTIFIER_BATCH) "))"
 				 " RETURNING id, channel, payload", 0, NULL);
 	if (SPI_execute_plan(drain_plan, NULL, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
@@ -282,6 +329,7 @@ drain_outbox(void)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return n;
 }
@@ -308,36 +356,77 @@ release_notifier_lock(void)
 	LockRelease(&tag, ExclusiveLock, true);
 }
 
+/* Whether this database has stripepay installed (it may have been dropped). */
+static bool
+outbox_exists(void)
+{
+	Oid			schema;
+	bool		found;
+
+	StartTransactionCommand();
+	schema = get_namespace_oid("stripepay", true);
+	found = OidIsValid(schema) && OidIsValid(get_relname_relid("notify_outbox", schema));
+	CommitTransactionCommand();
+	return found;
+}
+
+/*
+ * The worker runs as the bootstrap superuser, with settings that neither the
+ * database's nor a role's defaults can change: its statements name nothing
+ * that a search_path could redirect, and no timeout or isolation level is
+ * imposed on it.
+ */
+static void
+notifier_settings(void)
+{
+	static const char *const settings[][2] = {
+		{"search_path", "pg_catalog, pg_temp"},
+		/* a notification does not outlive a crash: no need to wait for a flush */
+		{"synchronous_commit", "off"},
+		{"default_transaction_isolation", "read committed"},
+		{"default_transaction_read_only", "off"},
+		{"statement_timeout", "0"},
+		{"lock_timeout", "0"},
+		{"idle_in_transaction_session_timeout", "0"},
+	};
+	size_t		i;
+
+	for (i = 0; i < lengthof(settings); i++)
+		SetConfigOption(settings[i][0], settings[i][1], PGC_SUSET, PGC_S_OVERRIDE);
+}
+
 void
 stripepay_notifier_main(Datum main_arg)
 {
 	long		idle_ms = 0;
 
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(main_arg), InvalidOid, 0);
+	notifier_settings();
 
-	/*
-	 * A notification does not outlive a crash anyway, so its sending
-	 * transaction need not wait for a WAL flush, nor hold the notify lock
-	 * through one.
-	 */
-	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
-
-	/* another notifier serves this database already */
-	if (!take_notifier_lock())
+	/* dropped since, or another notifier serves this database already */
+	if (!outbox_exists() || !take_notifier_lock())
 		proc_exit(0);
 
 	for (;;)
 	{
 		int			rc;
+		uint64		sent;
 
 		CHECK_FOR_INTERRUPTS();
-		if (drain_outbox() == NOTIFIER_BATCH)
+		if (ConfigReloadPending)
 		{
-			idle_ms = 0;
-			continue;
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			notifier_settings();
 		}
+		sent = drain_outbox();
+		if (sent > 0)
+			idle_ms = 0;
+		if (sent == NOTIFIER_BATCH)
+			continue;
 		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 					   NOTIFIER_POLL_MS, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
@@ -346,13 +435,14 @@ stripepay_notifier_main(Datum main_arg)
 		else if ((idle_ms += NOTIFIER_POLL_MS) >= NOTIFIER_IDLE_EXIT_MS)
 		{
 			/*
-			 * Leave: release the lock first, then drain.  A backend that
-			 * commits a notification after the release finds the lock free
-			 * and starts a new notifier; one that committed before it is
-			 * drained here.
+			 * Leave: release the lock first, then drain until empty.  A
+			 * backend that commits a notification after the release finds
+			 * the lock free and starts a new notifier; what was committed
+			 * before it is sent here.
 			 */
 			release_notifier_lock();
-			(void) drain_outbox();
+			while (drain_outbox() == NOTIFIER_BATCH)
+				;
 			proc_exit(0);
 		}
 	}

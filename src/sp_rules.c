@@ -93,7 +93,8 @@ sp_state_terminal(SpStateKind kind, const char *status)
 
 bool
 sp_state_advances(SpStateKind kind, const char *cur_status, bool has_cur_at,
-				  long long cur_at, const char *new_status, long long new_at)
+				  long long cur_at, const char *new_status, bool has_new_at,
+				  long long new_at)
 {
 	if (new_status == NULL)
 		return false;
@@ -103,6 +104,8 @@ sp_state_advances(SpStateKind kind, const char *cur_status, bool has_cur_at,
 		return sp_state_rank(kind, new_status) > sp_state_rank(kind, cur_status);
 	if (sp_state_terminal(kind, new_status))
 		return true;
+	if (!has_new_at)
+		return false;
 	if (new_at != cur_at)
 		return new_at > cur_at;
 	return sp_state_rank(kind, new_status) >= sp_state_rank(kind, cur_status);

@@ -38,10 +38,12 @@ extern bool sp_state_terminal(SpStateKind kind, const char *status);
 /*
  * Whether an event of time new_at bringing new_status may replace the
  * current state (cur_status NULL, or has_cur_at false: no state yet).
- * A NULL new_status never moves anything.
+ * A NULL new_status never moves anything; an event of unknown time
+ * (has_new_at false) never wins on time alone.
  */
 extern bool sp_state_advances(SpStateKind kind, const char *cur_status, bool has_cur_at,
-							  long long cur_at, const char *new_status, long long new_at);
+							  long long cur_at, const char *new_status, bool has_new_at,
+							  long long new_at);
 
 /*
  * The payment status a one-time payment event brings, or NULL for an event

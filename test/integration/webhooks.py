@@ -4,6 +4,7 @@ import copy
 import json
 import os
 import random
+import subprocess
 import threading
 import time
 
@@ -547,6 +548,40 @@ def test_a_notifier_that_left_is_replaced_and_direct_notify_still_works():
              "notification sent directly with stripepay.notify_worker = off")
     check_eq(one("SELECT count(*) FROM stripepay.notify_outbox"), "0", "nothing queued")
 
+def test_a_sessions_advisory_lock_cannot_stand_in_for_the_notifier():
+    # the notifier's keys, as SQL can take them: they must not block it
+    holder = subprocess.Popen(["psql", "-X", "-q", "-d", DB, "-c",
+                               "SELECT pg_advisory_lock(x'73747269'::int, x'70657061'::int),"
+                               " pg_advisory_lock((x'73747269'::bigint << 32) | x'70657061'::bigint),"
+                               " pg_sleep(8)"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):  # until the session holds both
+            if one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                   "   AND objsubid IN (1, 2)") == "2":
+                break
+            time.sleep(0.05)
+        for row in notifier_pids():
+            q(f"SELECT pg_terminate_backend({row[0]})")
+        pid, _, events = pay_and_complete(7130)
+        body = event_bytes(next(x for x in events if x["type"] == "payment_intent.succeeded"))
+        waiter = listen("stripepay_payment", 3)
+        ingest(body, sign(body), db=DB)
+        check_eq(len([n for n in waiter() if n.get("payment_id") == int(pid)]), 1,
+                 "notification while a session holds the same keys")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_transaction_with_queued_notifications_cannot_be_prepared():
+    pid, _, events = pay_and_complete(7131)
+    body = event_bytes(next(x for x in events if x["type"] == "payment_intent.succeeded"))
+    err = expect_error(f"BEGIN; SELECT stripepay.stripe_ingest_webhook('\\x{body.hex()}'::bytea, '{sign(body)}');"
+                       " PREPARE TRANSACTION 'sp_prepared';", "0A000", db=DB)
+    check("queued stripepay notifications" in err.message, err.message)
+    check_eq(one(f"SELECT status FROM stripepay.payment_record WHERE id = {pid}"), "PENDING", "nothing applied")
+
 if __name__ == "__main__":
     setup()
     run("webhooks", [
@@ -562,6 +597,8 @@ if __name__ == "__main__":
         test_rolled_back_ingest_sends_no_notification,
         test_notifier_sends_each_notification_once_after_commit,
         test_a_notifier_that_left_is_replaced_and_direct_notify_still_works,
+        test_a_sessions_advisory_lock_cannot_stand_in_for_the_notifier,
+        test_a_transaction_with_queued_notifications_cannot_be_prepared,
         test_failed_then_paid_in_any_order_ends_successful,
         test_subscription_events_in_any_order_end_in_the_newest_state,
         test_subscription_period_in_both_api_shapes,

@@ -590,6 +590,8 @@ TEST(event_envelope_errors)
 		{OK_ID, OK_TYPE, "\"created\":9223372036854775807,", OK_LIVE, OK_DATA,
 		SP_EVENT_NO_CREATED, "created"},
 		{OK_ID, OK_TYPE, "\"created\":null,", OK_LIVE, OK_DATA, SP_EVENT_NO_CREATED, "created"},
+		{OK_ID, OK_TYPE, "\"created\":253402300800,", OK_LIVE, OK_DATA,
+		SP_EVENT_NO_CREATED, "created"},
 		{OK_ID, OK_TYPE, OK_CREATED, "", OK_DATA, SP_EVENT_NO_LIVEMODE, "livemode"},
 		{OK_ID, OK_TYPE, OK_CREATED, "\"livemode\":\"false\",", OK_DATA,
 		SP_EVENT_NO_LIVEMODE, "livemode"},

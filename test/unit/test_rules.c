@@ -54,7 +54,7 @@ TEST(rules_truth_table)
 			SpStateKind kind = sp_state_kind(truth[i].kind);
 			bool		want = truth[i].earlier_same_later[d] == 't';
 			bool		got = sp_state_advances(kind, truth[i].cur, true, 10,
-												truth[i].new, d * 10);
+												truth[i].new, true, d * 10);
 
 			if (got != want)
 				unit_fail(__FILE__, __LINE__, "%s %s -> %s at %d: got %d, want %d",
@@ -64,16 +64,21 @@ TEST(rules_truth_table)
 
 TEST(rules_no_state_yet_or_no_new_state)
 {
-	CHECK(sp_state_advances(SP_KIND_PAYMENT, NULL, false, 0, "PENDING", 5));
-	CHECK(sp_state_advances(SP_KIND_PAYMENT, "SUCCESSFUL", false, 0, "PENDING", 5));
-	CHECK(!sp_state_advances(SP_KIND_PAYMENT, "PENDING", true, 5, NULL, 5));
-	CHECK(!sp_state_advances(SP_KIND_PAYMENT, NULL, false, 0, NULL, 5));
+	CHECK(sp_state_advances(SP_KIND_PAYMENT, NULL, false, 0, "PENDING", true, 5));
+	CHECK(sp_state_advances(SP_KIND_PAYMENT, "SUCCESSFUL", false, 0, "PENDING", true, 5));
+	CHECK(!sp_state_advances(SP_KIND_PAYMENT, "PENDING", true, 5, NULL, true, 5));
+	CHECK(!sp_state_advances(SP_KIND_PAYMENT, NULL, false, 0, NULL, true, 5));
+	/* unknown time: only the lifecycle decides */
+	CHECK(!sp_state_advances(SP_KIND_PAYMENT, "PENDING", true, 5, "FAILED", false, 0));
+	CHECK(sp_state_advances(SP_KIND_PAYMENT, "PENDING", true, 5, "SUCCESSFUL", false, 0));
+	CHECK(sp_state_advances(SP_KIND_PAYMENT, "CANCELED", true, 5, "SUCCESSFUL", false, 0));
+	CHECK(!sp_state_advances(SP_KIND_PAYMENT, "SUCCESSFUL", true, 5, "CANCELED", false, 0));
 }
 
 TEST(rules_unknown_statuses_never_win_over_terminal)
 {
-	CHECK(!sp_state_advances(SP_KIND_PAYMENT, "SUCCESSFUL", true, 0, "BOGUS", 100));
-	CHECK(!sp_state_advances(SP_KIND_REFUND, "FAILED", true, 0, "BOGUS", 100));
+	CHECK(!sp_state_advances(SP_KIND_PAYMENT, "SUCCESSFUL", true, 0, "BOGUS", true, 100));
+	CHECK(!sp_state_advances(SP_KIND_REFUND, "FAILED", true, 0, "BOGUS", true, 100));
 	CHECK_INT_EQ(sp_state_rank(SP_KIND_UNKNOWN, "PENDING"), -1);
 	CHECK(!sp_state_terminal(SP_KIND_UNKNOWN, "CANCELED"));
 	CHECK_INT_EQ(sp_state_kind("nonsense"), SP_KIND_UNKNOWN);
