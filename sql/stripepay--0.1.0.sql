@@ -742,6 +742,19 @@ DECLARE
 	obj text := f->>'object_type';
 	links stripepay._links;
 BEGIN
+	/*
+	 * A payment's row before the event's, as the C path (sp_apply.c) locks
+	 * them: it comes here when it found no payment, and one may have been
+	 * committed since.
+	 */
+	IF obj = 'payment_intent' OR (obj = 'checkout.session' AND coalesce(f->>'mode', '') NOT IN ('subscription', 'setup')) THEN
+		PERFORM FROM stripepay.payment_record
+		 WHERE checkout_session_id = CASE WHEN obj = 'checkout.session' THEN f->>'object_id' END
+			OR payment_intent_id = CASE WHEN obj = 'checkout.session' THEN f->>'payment_intent' ELSE f->>'object_id' END
+			OR id = stripepay._id(f->>'payment_id')
+		   FOR UPDATE;
+	END IF;
+
 	INSERT INTO stripepay.webhook_event (id, type, api_version, livemode, created, object_id,
 										 endpoint, source, payload)
 	VALUES (f->>'id', t, f->>'api_version', (f->>'livemode')::boolean, at, f->>'object_id',
