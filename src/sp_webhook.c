@@ -44,36 +44,41 @@ static SPIPlanPtr ingest_plan = NULL;
 static SPIPlanPtr seen_plan = NULL;
 
 /*
- * The live secrets of one endpoint (or of all, for a NULL endpoint), and the
- * mode of the configured API key ("live", "test" or NULL).
+ * The live secrets of one endpoint (or of all, for a NULL endpoint), the
+ * mode of the configured API key ("live", "test" or NULL), and whether
+ * event_id (if not NULL) is recorded already: one look-up for all three.
  */
 static int
-sp_load_secrets(const char *endpoint, char ***secrets, char **key_mode)
+sp_load_secrets(const char *endpoint, const char *event_id, char ***secrets, char **key_mode,
+				bool *seen)
 {
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1];
-	char		nulls[2] = {' ', '\0'};
-	SPIPlanPtr	plan;
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	char		nulls[3] = {' ', ' ', '\0'};
 	bool		isnull;
 	Datum		arr;
 	Datum	   *elems;
 	int			nelems = 0;
 	int			i;
 
-	plan = sp_keep_plan(&secrets_plan,
-						"SELECT (SELECT array_agg(secret ORDER BY id DESC) FROM stripepay.webhook_secret"
-						"         WHERE ($1 IS NULL OR endpoint = $1)"
-						"           AND (expires_at IS NULL OR expires_at > now())),"
-						"       (SELECT CASE WHEN secret_key LIKE '%\\_live\\_%' THEN 'live'"
-						"                    WHEN secret_key IS NOT NULL THEN 'test' END"
-						"          FROM stripepay.settings)",
-						1, argtypes);
+	sp_keep_plan(&secrets_plan,
+				 "SELECT (SELECT array_agg(secret ORDER BY id DESC) FROM stripepay.webhook_secret"
+				 "         WHERE ($1 IS NULL OR endpoint = $1)"
+				 "           AND (expires_at IS NULL OR expires_at > now())),"
+				 "       (SELECT CASE WHEN secret_key LIKE '%\\_live\\_%' THEN 'live'"
+				 "                    WHEN secret_key IS NOT NULL THEN 'test' END"
+				 "          FROM stripepay.settings),"
+				 "       EXISTS (SELECT FROM stripepay.webhook_event WHERE id = $2)",
+				 2, argtypes);
 	values[0] = endpoint ? CStringGetTextDatum(endpoint) : (Datum) 0;
 	nulls[0] = endpoint ? ' ' : 'n';
-	if (SPI_execute_plan(plan, values, nulls, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+	values[1] = event_id ? CStringGetTextDatum(event_id) : (Datum) 0;
+	nulls[1] = event_id ? ' ' : 'n';
+	if (SPI_execute_plan(secrets_plan, values, nulls, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "stripepay: could not read the webhook secrets");
 
 	*key_mode = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	*seen = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 	arr = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	*secrets = NULL;
 	if (isnull)
@@ -183,6 +188,22 @@ sp_raise_event_error(SpEventResult rc, const SpEvent *ev)
 					   ev->error_path[0] ? " at " : "", ev->error_path)));
 }
 
+static bool sp_record_and_apply(const SpEvent *ev, const char *payload, size_t len,
+								const char *endpoint, const char *source);
+
+/* An event of the other mode than the configured key's is refused. */
+static void
+sp_check_livemode(const SpEvent *ev, const char *key_mode)
+{
+	if (key_mode != NULL && ev->livemode != (strcmp(key_mode, "live") == 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_SP_LIVEMODE_MISMATCH),
+				 errmsg("webhook event is a %s-mode event, but stripepay is configured with a %s-mode key",
+						ev->livemode ? "live" : "test", key_mode),
+				 errdetail("Event %s was not stored.", ev->id),
+				 errhint("Point each Stripe mode's webhook endpoint at the database that uses that mode's key.")));
+}
+
 /*
  * Decodes, records and applies one authentic event, once.  The caller is
  * connected to SPI and has established that the payload comes from Stripe
@@ -195,32 +216,20 @@ sp_ingest_event(const char *payload, size_t len, const char *endpoint, const cha
 {
 	SpEvent    *ev;
 	SpEventResult decoded;
-	char	   *facts;
-	char	   *payload_text;
-	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[4];
-	char		nulls[5] = {' ', ' ', ' ', ' ', '\0'};
-	bool		isnull;
-	Datum		already;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
 
 	ev = palloc(sizeof(SpEvent));
 	*ev_out = ev;
 	decoded = sp_event_decode(payload, len, ev);
 	if (decoded != SP_EVENT_OK)
 		sp_raise_event_error(decoded, ev);
-
-	if (key_mode != NULL && ev->livemode != (strcmp(key_mode, "live") == 0))
-		ereport(ERROR,
-				(errcode(ERRCODE_SP_LIVEMODE_MISMATCH),
-				 errmsg("webhook event is a %s-mode event, but stripepay is configured with a %s-mode key",
-						ev->livemode ? "live" : "test", key_mode),
-				 errdetail("Event %s was not stored.", ev->id),
-				 errhint("Point each Stripe mode's webhook endpoint at the database that uses that mode's key.")));
+	sp_check_livemode(ev, key_mode);
 
 	/*
 	 * A redelivery is answered without building facts or parsing the payload
-	 * again; a concurrent first delivery is still caught by _ingest's
-	 * ON CONFLICT.
+	 * again; a concurrent first delivery is still caught when the event is
+	 * recorded.
 	 */
 	sp_keep_plan(&seen_plan, "SELECT 1 FROM stripepay.webhook_event WHERE id = $1", 1, argtypes);
 	values[0] = CStringGetTextDatum(ev->id);
@@ -228,6 +237,24 @@ sp_ingest_event(const char *payload, size_t len, const char *endpoint, const cha
 		elog(ERROR, "stripepay: could not look up webhook event %s", ev->id);
 	if (SPI_processed > 0)
 		return true;
+	return sp_record_and_apply(ev, payload, len, endpoint, source);
+}
+
+/*
+ * Records and applies a decoded event that was not recorded when looked
+ * up; true when a concurrent delivery recorded it first.
+ */
+static bool
+sp_record_and_apply(const SpEvent *ev, const char *payload, size_t len, const char *endpoint,
+					const char *source)
+{
+	char	   *facts;
+	char	   *payload_text;
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[4];
+	char		nulls[5] = {' ', ' ', ' ', ' ', '\0'};
+	bool		isnull;
+	Datum		already;
 
 	/* Stripe sends UTF-8; the payload column is in the database's encoding */
 	payload_text = pg_any_to_server(payload, (int) len, PG_UTF8);
@@ -277,6 +304,8 @@ sp_ingest(FunctionCallInfo fcinfo, const char *payload, size_t len)
 	SpSigResult sig;
 	int			matched;
 	SpEvent    *ev;
+	SpEventResult decoded;
+	bool		seen;
 	bool		already;
 	TupleDesc	tupdesc;
 	Datum		result[3];
@@ -289,14 +318,26 @@ sp_ingest(FunctionCallInfo fcinfo, const char *payload, size_t len)
 	sig = sp_sig_parse(signature, signature ? strlen(signature) : 0, &header);
 	sp_raise_signature_error(sig, &header, endpoint);
 
+	/*
+	 * Decoded before it is verified, so that the secrets and whether the
+	 * event is known take one look-up; nothing is believed, and no decoding
+	 * error is raised, before the signature has matched.
+	 */
+	ev = palloc(sizeof(SpEvent));
+	decoded = sp_event_decode(payload, len, ev);
+
 	SPI_connect();
-	nsecrets = sp_load_secrets(endpoint, &secrets, &key_mode);
+	nsecrets = sp_load_secrets(endpoint, decoded == SP_EVENT_OK ? ev->id : NULL,
+							   &secrets, &key_mode, &seen);
 	sig = sp_sig_verify(&header, payload, len, (const char *const *) secrets, nsecrets,
 						sp_unix_now(), sp_webhook_tolerance, &matched);
 	sp_raise_signature_error(sig, &header, endpoint);
 
 	/* authentic from here on */
-	already = sp_ingest_event(payload, len, endpoint, "webhook", key_mode, &ev);
+	if (decoded != SP_EVENT_OK)
+		sp_raise_event_error(decoded, ev);
+	sp_check_livemode(ev, key_mode);
+	already = seen || sp_record_and_apply(ev, payload, len, endpoint, "webhook");
 	SPI_finish();
 
 	result[0] = CStringGetTextDatum(ev->id);
