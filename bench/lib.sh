@@ -31,3 +31,13 @@ CONF
 		FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'wal_sync_method', 'shared_buffers',
 		'full_page_writes', 'max_wal_size', 'autovacuum')"), $(nproc) CPUs"
 }
+
+# check <what> <got> <want>: logs it, or prints it and sets fail=1
+check() {
+	if [ "$2" = "$3" ]; then
+		sp_log "ok: $1 = $2"
+	else
+		printf 'VERIFICATION FAILED: %s = %s, expected %s\n' "$1" "$2" "$3" >&2
+		fail=1
+	fi
+}

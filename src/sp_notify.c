@@ -235,14 +235,13 @@ sp_notify_send(const char *channel, const char *payload)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("payload string too long")));
 
-	SPI_connect();
 	if (!sp_notify_worker || !notifier_available())
 	{
-		SPI_finish();
 		Async_Notify(channel, payload);
 		return;
 	}
 
+	SPI_connect();
 	sp_keep_plan(&outbox_plan, "INSERT INTO stripepay.notify_outbox (channel, payload)"
 				 " VALUES ($1, $2)", 2, argtypes);
 	values[0] = CStringGetTextDatum(channel);

@@ -283,14 +283,6 @@ after=$(counts)
 read -r we ok flow flow_new paid linked <<<"$after"
 expect_trigger=$((N * $(printf '%s\n' "${SETS[@]}" | grep -cv no-trigger || true)))
 fail=0
-check() { # check <what> <got> <want>
-	if [ "$2" = "$3" ]; then
-		sp_log "ok: $1 = $2"
-	else
-		printf 'VERIFICATION FAILED: %s = %s, expected %s\n' "$1" "$2" "$3" >&2
-		fail=1
-	fi
-}
 check "webhook_event rows" "$we" "$TOTAL"
 check "payment_record rows SUCCESSFUL" "$ok" "$TOTAL"
 check "payment_record rows in all" "$(q -c "SELECT count(*) FROM stripepay.payment_record")" "$TOTAL"

@@ -200,14 +200,6 @@ set_notify on
 
 # --- verification: every event landed exactly once -------------------------------
 fail=0
-check() { # check <what> <got> <want>
-	if [ "$2" = "$3" ]; then
-		sp_log "ok: $1 = $2"
-	else
-		printf 'VERIFICATION FAILED: %s = %s, expected %s\n' "$1" "$2" "$3" >&2
-		fail=1
-	fi
-}
 if [ "$n_relay" -gt 0 ]; then
 	R=$((next - 1))
 	check "stripepay webhook_event rows" "$(q -c "SELECT count(*) FROM stripepay.webhook_event")" "$R"

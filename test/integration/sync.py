@@ -6,12 +6,12 @@ import datetime
 import threading
 import time
 
-from harness import (WEBHOOK_SECRET, check, check_eq, emulator, emulator_events,
-                     emulator_requests, emulator_reset, event_bytes, expect_error, fault, ingest,
-                     listen, psql, run, scalar, sign)
+from harness import (TEST_KEY, WEBHOOK_SECRET, fresh_database, check, check_eq, emulator,
+                     emulator_events, emulator_requests, emulator_reset, event_bytes, expect_error,
+                     fault, ingest, listen, psql, run, scalar, sign)
 
 DB = "sp_sync"
-KEY = "sk_test_4eC39HqLyjWDarjtT1zdp7dc"
+KEY = TEST_KEY
 
 
 def q(sql):
@@ -23,11 +23,7 @@ def one(sql):
 
 
 def setup():
-    psql(f"DROP DATABASE IF EXISTS {DB}", db="postgres")
-    psql(f"CREATE DATABASE {DB}", db="postgres")
-    q("CREATE EXTENSION stripepay")
-    q(f"SELECT 1 FROM stripepay.configure(secret_key => '{KEY}', success_url => 'https://shop.example/ok')")
-    q(f"SELECT 1 FROM stripepay.add_webhook_secret('{WEBHOOK_SECRET}')")
+    fresh_database(DB, webhook_secret=WEBHOOK_SECRET)
     # the README's payment actionflow, and a log of every time it acted
     q("""
 CREATE TABLE orders (id bigint PRIMARY KEY, status text NOT NULL DEFAULT 'new');

@@ -8,14 +8,14 @@ import subprocess
 import threading
 import time
 
-from harness import (EMULATOR, WEBHOOK_SECRET, SqlError, check, check_eq, emulator,
-                     emulator_events, emulator_reset, event_bytes, expect_error, ingest,
+from harness import (EMULATOR, TEST_KEY, WEBHOOK_SECRET, SqlError, check, check_eq, fresh_database,
+                     emulator, emulator_events, emulator_reset, event_bytes, expect_error, ingest,
                      psql, run, scalar, sign)
 from harness import listen as harness_listen
 
 DB = "sp_webhooks"
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "events")
-KEY = "sk_test_4eC39HqLyjWDarjtT1zdp7dc"
+KEY = TEST_KEY
 
 
 def q(sql):
@@ -53,11 +53,7 @@ def uid(prefix):
 
 
 def setup():
-    psql(f"DROP DATABASE IF EXISTS {DB}", db="postgres")
-    psql(f"CREATE DATABASE {DB}", db="postgres")
-    q("CREATE EXTENSION stripepay")
-    q(f"SELECT 1 FROM stripepay.configure(secret_key => '{KEY}', success_url => 'https://shop.example/ok')")
-    q(f"SELECT 1 FROM stripepay.add_webhook_secret('{WEBHOOK_SECRET}')")
+    fresh_database(DB, webhook_secret=WEBHOOK_SECRET)
     q("""
 CREATE TABLE orders (id bigint PRIMARY KEY, status text NOT NULL DEFAULT 'new', feature boolean NOT NULL DEFAULT false,
                      parent bigint);
