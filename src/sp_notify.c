@@ -62,6 +62,12 @@ PGDLLEXPORT void stripepay_notifier_main(Datum main_arg);
 #define NOTIFIER_BATCH 1000
 #define NOTIFIER_POLL_MS 1000L
 #define NOTIFIER_IDLE_EXIT_MS 10000L
+/*
+ * After sending, the notifier lets this long pass before it looks again, so
+ * that under load one transaction sends what many ingests committed instead
+ * of one or two each.  A lone notification is sent at once.
+ */
+#define NOTIFIER_GATHER_MS 5L
 #define NOTIFIER_RESTART_S 10
 
 /*
@@ -72,6 +78,7 @@ PGDLLEXPORT void stripepay_notifier_main(Datum main_arg);
 #define NOTIFIER_LOCK_KEY1 0x73747269	/* "stri" */
 #define NOTIFIER_LOCK_KEY2 0x70657061	/* "pepa" */
 #define NOTIFIER_LOCK_KIND 0x5350		/* "SP" */
+#define NOTIFIER_START_LOCK_KIND 0x5351	/* taken by a session starting one */
 
 /* what Async_Notify accepts (async.c's NOTIFY_PAYLOAD_MAX_LENGTH) */
 #define NOTIFY_PAYLOAD_LIMIT (BLCKSZ - NAMEDATALEN - 128)
@@ -202,18 +209,34 @@ find_notifier(void)
 static bool
 notifier_available(void)
 {
+	LOCKTAG		tag;
 	pid_t		pid;
+	bool		found;
 
 	if (notifier_pid != 0 && BackendPidGetProc(notifier_pid) != NULL)
 		return true;
+
+	/*
+	 * One starter at a time: sessions that find no notifier together would
+	 * otherwise each start one, and all but one would leave at once.  The
+	 * lock is released here, so no other lock is ever taken while holding it.
+	 */
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, NOTIFIER_LOCK_KEY1, NOTIFIER_LOCK_KEY2,
+						 NOTIFIER_START_LOCK_KIND);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 	notifier_pid = find_notifier();
-	if (notifier_pid != 0 && BackendPidGetProc(notifier_pid) != NULL)
-		return true;
-	notifier_pid = 0;
-	if (!start_notifier(&pid))
-		return false;
-	notifier_pid = pid;
-	return true;
+	found = notifier_pid != 0 && BackendPidGetProc(notifier_pid) != NULL;
+	if (!found)
+	{
+		notifier_pid = 0;
+		if (start_notifier(&pid))
+		{
+			notifier_pid = pid;
+			found = true;
+		}
+	}
+	LockRelease(&tag, ExclusiveLock, false);
+	return found;
 }
 
 void
@@ -387,6 +410,14 @@ notifier_settings(void)
 		{"statement_timeout", "0"},
 		{"lock_timeout", "0"},
 		{"idle_in_transaction_session_timeout", "0"},
+		/*
+		 * The drain's plan is made once, usually while the outbox is nearly
+		 * empty, when a sequential scan looks cheapest; but between two
+		 * vacuums the outbox's heap fills with deleted rows, and a scan of it
+		 * would cost more with every notification sent.  The primary key and
+		 * the row addresses it gives reach only the rows to send.
+		 */
+		{"enable_seqscan", "off"},
 	};
 	size_t		i;
 
@@ -421,14 +452,26 @@ stripepay_notifier_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 			notifier_settings();
 		}
+		/* reset before looking: a commit after this sets it again */
+		ResetLatch(MyLatch);
 		sent = drain_outbox();
 		if (sent > 0)
 			idle_ms = 0;
 		if (sent == NOTIFIER_BATCH)
 			continue;
+		if (sent > 0)
+		{
+			/*
+			 * Committing backends set the latch meanwhile; it is not waited
+			 * on here, so they need not wake this process each time.  A
+			 * SIGTERM is seen when the wait ends.
+			 */
+			(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 NOTIFIER_GATHER_MS, PG_WAIT_EXTENSION);
+			continue;
+		}
 		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 					   NOTIFIER_POLL_MS, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
 		if (rc & WL_LATCH_SET)
 			idle_ms = 0;
 		else if ((idle_ms += NOTIFIER_POLL_MS) >= NOTIFIER_IDLE_EXIT_MS)

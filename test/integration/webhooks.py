@@ -492,6 +492,15 @@ def notifier_pids():
              f"   AND datname = current_database()")
 
 
+def stop_notifier():
+    for row in notifier_pids():
+        q(f"SELECT pg_terminate_backend({row[0]})")
+    for _ in range(100):
+        if not notifier_pids():
+            break
+        time.sleep(0.05)
+
+
 def test_notifier_sends_each_notification_once_after_commit():
     paid = [pay_and_complete(7100 + i) for i in range(10)]
     waiter = listen("stripepay_payment", 5)
@@ -521,12 +530,7 @@ def test_notifier_sends_each_notification_once_after_commit():
 
 
 def test_a_notifier_that_left_is_replaced_and_direct_notify_still_works():
-    for row in notifier_pids():
-        q(f"SELECT pg_terminate_backend({row[0]})")
-    for _ in range(100):
-        if not notifier_pids():
-            break
-        time.sleep(0.05)
+    stop_notifier()
     check_eq(notifier_pids(), [], "notifier gone")
     pid, _, events = pay_and_complete(7120)
     body = event_bytes(next(x for x in events if x["type"] == "payment_intent.succeeded"))
@@ -543,6 +547,42 @@ def test_a_notifier_that_left_is_replaced_and_direct_notify_still_works():
     check_eq(len([n for n in waiter() if n.get("payment_id") == int(pid)]), 1,
              "notification sent directly with stripepay.notify_worker = off")
     check_eq(one("SELECT count(*) FROM stripepay.notify_outbox"), "0", "nothing queued")
+
+
+def test_sessions_starting_the_notifier_at_once_all_queue_through_it():
+    # no notifier, and every session finds none at the same instant: one
+    # starts it, the others wait for that and use it, none NOTIFYs by itself
+    stop_notifier()
+    paid = [pay_and_complete(7140 + i) for i in range(12)]
+    bodies = [event_bytes(next(x for x in events if x["type"] == "payment_intent.succeeded"))
+              for _, _, events in paid]
+    queued = "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM stripepay.notify_outbox_id_seq"
+    before = int(one(queued))
+    waiter = listen("stripepay_payment", 6)
+    # connected first, then all at the same instant
+    at = one("SELECT (clock_timestamp() + interval '1.5 s')::text")
+    errors = []
+
+    def worker(body):
+        try:
+            q(f"SELECT pg_sleep_until('{at}'::timestamptz);"
+              f"SELECT stripepay.stripe_ingest_webhook('\\x{body.hex()}'::bytea, '{sign(body)}')")
+        except Exception as err:  # reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker, args=(b,)) for b in bodies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    check_eq(errors, [], "errors")
+    check_eq(int(one(queued)) - before, len(bodies), "notifications queued for the notifier")
+    notes = waiter()
+    for pid, _, _ in paid:
+        check_eq(len([n for n in notes if n.get("payment_id") == int(pid)]), 1,
+                 f"notifications for payment {pid}")
+    check_eq(len(notifier_pids()), 1, "one notifier for the database")
+
 
 def test_a_sessions_advisory_lock_cannot_stand_in_for_the_notifier():
     # the notifier's keys, as SQL can take them: they must not block it
@@ -593,6 +633,7 @@ if __name__ == "__main__":
         test_rolled_back_ingest_sends_no_notification,
         test_notifier_sends_each_notification_once_after_commit,
         test_a_notifier_that_left_is_replaced_and_direct_notify_still_works,
+        test_sessions_starting_the_notifier_at_once_all_queue_through_it,
         test_a_sessions_advisory_lock_cannot_stand_in_for_the_notifier,
         test_a_transaction_with_queued_notifications_cannot_be_prepared,
         test_failed_then_paid_in_any_order_ends_successful,
