@@ -10,12 +10,14 @@
 #   BENCH_CLIENTS=16         concurrent pgbench clients
 #   BENCH_JOBS=2             pgbench threads
 #   BENCH_PHASE_TIMEOUT=120  seconds a phase may take before the run fails
-#   BENCH_SETS="notify-on notify-direct notify-off"
+#   BENCH_SETS="notify-on notify-direct notify-off writes"
 #                            the first-delivery phases, in order: notify-on (sent by
 #                            the notifier worker), notify-direct (each ingest sends
 #                            its own NOTIFY: stripepay.notify_worker = off) or
 #                            notify-off, optionally with -no-trigger (the user
-#                            trigger disabled); each gets its own fresh events
+#                            trigger disabled), or writes (writes.sql: the rows a
+#                            first delivery writes, in plain SQL, without
+#                            stripe_ingest_webhook); each gets its own fresh events
 #   BENCH_VARIANTS=1         adds notify-off-no-trigger, and a bare INSERT into a
 #                            copy of webhook_event
 #   BENCH_PROFILE=1          pg_stat_statements (track = all): where each phase's
@@ -45,10 +47,10 @@ WAITS=${BENCH_WAITS:-0}
 SECRET="whsec_bench_$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 STARTED=$(date +%s)
 
-read -r -a SETS <<<"${BENCH_SETS:-notify-on notify-direct notify-off}"
+read -r -a SETS <<<"${BENCH_SETS:-notify-on notify-direct notify-off writes}"
 [ "$VARIANTS" = 1 ] && [ -z "${BENCH_SETS:-}" ] && SETS+=(notify-off-no-trigger)
 for set in "${SETS[@]}"; do
-	[[ $set =~ ^notify-(on|direct|off)(-no-trigger)?$ ]] || sp_die "BENCH_SETS: unknown set $set"
+	[[ $set =~ ^(notify-(on|direct|off)(-no-trigger)?|writes)$ ]] || sp_die "BENCH_SETS: unknown set $set"
 done
 TOTAL=$((N * ${#SETS[@]}))	# one fresh event, and PENDING payment, per first delivery
 
@@ -253,11 +255,13 @@ for set in "${SETS[@]}"; do
 	case $set in
 	notify-on*) set_notify on ;;
 	notify-direct*) set_notify on off ;;
-	notify-off*) set_notify off ;;
+	notify-off* | writes) set_notify off ;;
 	esac
 	[[ $set = *-no-trigger ]] && q -c "ALTER TABLE stripepay.payment_flow DISABLE TRIGGER mark_order_paid"
 	queued_before=$(queued)
-	phase "$key" ingest.sql $((i * N + 1)) "$N"
+	script=ingest.sql
+	[ "$set" = writes ] && script=writes.sql
+	phase "$key" "$script" $((i * N + 1)) "$N"
 	wait_drained
 	case $set in
 	notify-on*) want=$N ;;
@@ -329,6 +333,7 @@ report "ingest duplicates" "ingest duplicates" a 1.0
 for key in "${KEYS[@]}"; do
 	case $key in
 	"ingest notify-on" | "ingest notify-direct" | "ingest notify-off" | "ingest duplicates" | baseline*) ;;
+	"ingest writes") report "the writes alone (no verification, decoding or rule; the ceiling)" "$key" a ;;
 	*) report "$key" "$key" a ;;
 	esac
 done
