@@ -1,39 +1,37 @@
 /*-------------------------------------------------------------------------
  *
  * sp_event.c
- *		Stripe event decoding across API versions, with json-c
+ *		Stripe event decoding across API versions
  *
- * One parse per call; every field is copied into the caller's SpEvent and
- * the json-c tree is released before returning, on every path.  Nothing in
- * here calls back into the caller or can longjmp.
+ * One pass of sp_jtok over the text per call, into a token array on the
+ * stack (or, for an unusually large event, one malloc'd and freed before
+ * returning); every field is then copied into the caller's SpEvent.
+ * Nothing in here calls back into the caller or can longjmp.
  *
  * Decoding stops at the first problem: the helpers below record the first
  * failure (its code and the field's path) in an SpEventDecoder and turn
  * into no-ops afterwards, so the reading code is a flat list of fields
- * rather than a ladder of error checks.
+ * rather than a ladder of error checks.  A value is a token index; -1 is
+ * "absent" (a missing member, JSON null, or after a failure).
  *
  *-------------------------------------------------------------------------
  */
 #include "sp_event.h"
-#include "sp_json.h"
-#include "sp_jsonc.h"
+#include "sp_jtok.h"
 
-#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include <json-c/json.h>
-
-/* UTF-8 validation and json_tokener_get_parse_end() arrived in 0.15 */
-#ifndef JSON_TOKENER_VALIDATE_UTF8
-#error "stripepay needs json-c 0.15 or later"
-#endif
+/* tokens kept on the stack: a large Stripe event has a few hundred */
+#define SP_EVENT_STACK_TOKENS 512
 
 typedef struct SpEventDecoder
 {
 	SpEventResult rc;
 	const char *path;			/* of the first failure */
+	const SpJtDoc *doc;
 } SpEventDecoder;
 
 static bool
@@ -47,15 +45,17 @@ sp_event_fail(SpEventDecoder *d, SpEventResult rc, const char *path)
 	return false;
 }
 
-/* obj's member key; NULL when obj is NULL, the key absent or JSON null */
-static struct json_object *
-sp_event_member(struct json_object *obj, const char *key)
+static bool
+sp_event_is(SpEventDecoder *d, int val, SpJtType type)
 {
-	struct json_object *val;
+	return val >= 0 && d->doc->tok[val].type == type;
+}
 
-	if (obj == NULL || !json_object_object_get_ex(obj, key, &val))
-		return NULL;
-	return val;
+/* obj's member key; -1 when obj is -1, the key absent or JSON null */
+static int
+sp_event_member(SpEventDecoder *d, int obj, const char *key)
+{
+	return sp_jt_member(d->doc, obj, key);
 }
 
 /*
@@ -63,86 +63,65 @@ sp_event_member(struct json_object *obj, const char *key)
  * U+0000 (PostgreSQL text cannot): bad_type too.  Not fitting: TOO_LONG.
  */
 static bool
-sp_event_copy(SpEventDecoder *d, struct json_object *val, const char *path,
+sp_event_copy(SpEventDecoder *d, int val, const char *path,
 			  char *dst, size_t size, SpEventResult bad_type)
 {
-	const char *s;
-	size_t		len;
-
-	if (!json_object_is_type(val, json_type_string))
-		return sp_event_fail(d, bad_type, path);
-	s = json_object_get_string(val);
-	len = (size_t) json_object_get_string_len(val);
-	if (memchr(s, '\0', len) != NULL)
-		return sp_event_fail(d, bad_type, path);
-	if (len >= size)
-		return sp_event_fail(d, SP_EVENT_TOO_LONG, path);
-	memcpy(dst, s, len);
-	dst[len] = '\0';
-	return true;
+	switch (sp_jt_string(d->doc, val, dst, size, false, NULL))
+	{
+		case SP_JT_STRING_OK:
+			return true;
+		case SP_JT_STRING_TOO_LONG:
+			dst[0] = '\0';
+			return sp_event_fail(d, SP_EVENT_TOO_LONG, path);
+		default:
+			dst[0] = '\0';
+			return sp_event_fail(d, bad_type, path);
+	}
 }
 
 /* An optional string member. */
 static void
-sp_event_string(SpEventDecoder *d, struct json_object *obj, const char *key,
+sp_event_string(SpEventDecoder *d, int obj, const char *key,
 				const char *path, char *dst, size_t size)
 {
-	struct json_object *val = sp_event_member(obj, key);
+	int			val = sp_event_member(d, obj, key);
 
-	if (d->rc == SP_EVENT_OK && val != NULL)
+	if (d->rc == SP_EVENT_OK && val >= 0)
 		sp_event_copy(d, val, path, dst, size, SP_EVENT_INVALID_FIELD);
 }
 
 /*
- * Human text: cut at a UTF-8 character boundary rather than refused (json-c
- * validated the UTF-8, so backing up over continuation bytes lands on the
- * start of the character that would have been split).  U+0000 still fails.
+ * Human text: cut at a UTF-8 character boundary rather than refused.
+ * U+0000 still fails.
  */
 static void
-sp_event_text(SpEventDecoder *d, struct json_object *obj, const char *key,
+sp_event_text(SpEventDecoder *d, int obj, const char *key,
 			  const char *path, char *dst, size_t size)
 {
-	struct json_object *val = sp_event_member(obj, key);
-	const char *s;
-	size_t		len;
+	int			val = sp_event_member(d, obj, key);
 
-	if (d->rc != SP_EVENT_OK || val == NULL)
+	if (d->rc != SP_EVENT_OK || val < 0)
 		return;
-	if (!json_object_is_type(val, json_type_string))
+	if (sp_jt_string(d->doc, val, dst, size, true, NULL) != SP_JT_STRING_OK)
 	{
+		dst[0] = '\0';
 		sp_event_fail(d, SP_EVENT_INVALID_FIELD, path);
-		return;
 	}
-	s = json_object_get_string(val);
-	len = (size_t) json_object_get_string_len(val);
-	if (memchr(s, '\0', len) != NULL)
-	{
-		sp_event_fail(d, SP_EVENT_INVALID_FIELD, path);
-		return;
-	}
-	if (len > size - 1)
-	{
-		len = size - 1;
-		while (len > 0 && (((unsigned char) s[len]) & 0xC0) == 0x80)
-			len--;
-	}
-	memcpy(dst, s, len);
-	dst[len] = '\0';
 }
 
 /* An expandable reference: an id string, or the expanded object's "id". */
 static void
-sp_event_ref(SpEventDecoder *d, struct json_object *obj, const char *key,
+sp_event_ref(SpEventDecoder *d, int obj, const char *key,
 			 const char *path, char *dst, size_t size)
 {
-	struct json_object *val = sp_event_member(obj, key);
+	int			val = sp_event_member(d, obj, key);
 
-	if (d->rc != SP_EVENT_OK || val == NULL)
+	if (d->rc != SP_EVENT_OK || val < 0)
 		return;
-	if (json_object_is_type(val, json_type_object))
+	if (sp_event_is(d, val, SP_JT_OBJECT))
 	{
-		val = sp_event_member(val, "id");
-		if (val == NULL)
+		val = sp_event_member(d, val, "id");
+		if (val < 0)
 		{
 			sp_event_fail(d, SP_EVENT_INVALID_FIELD, path);
 			return;
@@ -152,33 +131,30 @@ sp_event_ref(SpEventDecoder *d, struct json_object *obj, const char *key,
 }
 
 /*
- * A JSON integer >= 0 (amounts and timestamps are never negative).  json-c
- * clamps integers beyond 64 bits to INT64_MAX, so that value is refused too:
- * it cannot be told from an overflow.
+ * A JSON integer >= 0 (amounts and timestamps are never negative).
+ * INT64_MAX is refused too: no Stripe amount or time comes near it, and
+ * json-c (sp_json.c) clamps larger integers to it, so both readers agree.
  */
 static bool
-sp_event_intval(struct json_object *val, long long *out)
+sp_event_intval(SpEventDecoder *d, int val, long long *out)
 {
 	int64_t		v;
 
-	if (!json_object_is_type(val, json_type_int))
-		return false;
-	v = json_object_get_int64(val);
-	if (v < 0 || v == INT64_MAX)
+	if (!sp_jt_int64(d->doc, val, &v) || v < 0 || v == INT64_MAX)
 		return false;
 	*out = (long long) v;
 	return true;
 }
 
 static void
-sp_event_int(SpEventDecoder *d, struct json_object *obj, const char *key,
+sp_event_int(SpEventDecoder *d, int obj, const char *key,
 			 const char *path, long long *out, bool *has)
 {
-	struct json_object *val = sp_event_member(obj, key);
+	int			val = sp_event_member(d, obj, key);
 
-	if (d->rc != SP_EVENT_OK || val == NULL)
+	if (d->rc != SP_EVENT_OK || val < 0)
 		return;
-	if (!sp_event_intval(val, out))
+	if (!sp_event_intval(d, val, out))
 	{
 		sp_event_fail(d, SP_EVENT_INVALID_FIELD, path);
 		return;
@@ -187,82 +163,83 @@ sp_event_int(SpEventDecoder *d, struct json_object *obj, const char *key,
 }
 
 static void
-sp_event_bool(SpEventDecoder *d, struct json_object *obj, const char *key,
+sp_event_bool(SpEventDecoder *d, int obj, const char *key,
 			  const char *path, bool *out, bool *has)
 {
-	struct json_object *val = sp_event_member(obj, key);
+	int			val = sp_event_member(d, obj, key);
 
-	if (d->rc != SP_EVENT_OK || val == NULL)
+	if (d->rc != SP_EVENT_OK || val < 0)
 		return;
-	if (!json_object_is_type(val, json_type_boolean))
+	if (!sp_event_is(d, val, SP_JT_TRUE) && !sp_event_is(d, val, SP_JT_FALSE))
 	{
 		sp_event_fail(d, SP_EVENT_INVALID_FIELD, path);
 		return;
 	}
-	*out = json_object_get_boolean(val) != 0;
+	*out = sp_event_is(d, val, SP_JT_TRUE);
 	*has = true;
 }
 
-/* An optional object member; NULL when absent, null, or after a failure. */
-static struct json_object *
-sp_event_object(SpEventDecoder *d, struct json_object *obj, const char *key,
+/* An optional object member; -1 when absent, null, or after a failure. */
+static int
+sp_event_object(SpEventDecoder *d, int obj, const char *key,
 				const char *path)
 {
-	struct json_object *val = sp_event_member(obj, key);
+	int			val = sp_event_member(d, obj, key);
 
-	if (d->rc != SP_EVENT_OK || val == NULL)
-		return NULL;
-	if (!json_object_is_type(val, json_type_object))
+	if (d->rc != SP_EVENT_OK || val < 0)
+		return -1;
+	if (!sp_event_is(d, val, SP_JT_OBJECT))
 	{
 		sp_event_fail(d, SP_EVENT_INVALID_FIELD, path);
-		return NULL;
+		return -1;
 	}
 	return val;
 }
 
 /*
- * The "data" array of a list object member, e.g. items.data; NULL when the
+ * The "data" array of a list object member, e.g. items.data; -1 when the
  * list is absent or has no data.
  */
-static struct json_object *
-sp_event_list(SpEventDecoder *d, struct json_object *obj, const char *key,
+static int
+sp_event_list(SpEventDecoder *d, int obj, const char *key,
 			  const char *path)
 {
-	struct json_object *list = sp_event_object(d, obj, key, path);
-	struct json_object *data = sp_event_member(list, "data");
+	int			list = sp_event_object(d, obj, key, path);
+	int			data = sp_event_member(d, list, "data");
 
-	if (data == NULL)
-		return NULL;
-	if (!json_object_is_type(data, json_type_array))
+	if (data < 0)
+		return -1;
+	if (!sp_event_is(d, data, SP_JT_ARRAY))
 	{
 		sp_event_fail(d, SP_EVENT_INVALID_FIELD, path);
-		return NULL;
+		return -1;
 	}
 	return data;
 }
 
 /* Element i of an array from sp_event_list(), which must be an object. */
-static struct json_object *
-sp_event_element(SpEventDecoder *d, struct json_object *array, size_t i,
+static int
+sp_event_element(SpEventDecoder *d, int array, size_t i,
 				 const char *path)
 {
-	struct json_object *elem;
+	int			elem;
 
-	if (d->rc != SP_EVENT_OK || array == NULL ||
-		i >= json_object_array_length(array))
-		return NULL;
-	elem = json_object_array_get_idx(array, i);
-	if (!json_object_is_type(elem, json_type_object))
+	if (d->rc != SP_EVENT_OK || array < 0)
+		return -1;
+	elem = sp_jt_element(d->doc, array, i);
+	if (elem < 0)
+		return -1;
+	if (!sp_event_is(d, elem, SP_JT_OBJECT))
 	{
 		sp_event_fail(d, SP_EVENT_INVALID_FIELD, path);
-		return NULL;
+		return -1;
 	}
 	return elem;
 }
 
 /* metadata values are strings; a metadata that is not an object is bad */
 static void
-sp_event_metadata(SpEventDecoder *d, struct json_object *obj,
+sp_event_metadata(SpEventDecoder *d, int obj,
 				  const char *path, const char *key, char *dst, size_t size)
 {
 	sp_event_string(d, sp_event_object(d, obj, "metadata", path), key, path,
@@ -270,7 +247,7 @@ sp_event_metadata(SpEventDecoder *d, struct json_object *obj,
 }
 
 static void
-sp_event_checkout_session(SpEventDecoder *d, struct json_object *o, SpEvent *ev)
+sp_event_checkout_session(SpEventDecoder *d, int o, SpEvent *ev)
 {
 	sp_event_string(d, o, "payment_status", "data.object.payment_status",
 					ev->payment_status, sizeof(ev->payment_status));
@@ -290,10 +267,10 @@ sp_event_checkout_session(SpEventDecoder *d, struct json_object *o, SpEvent *ev)
 }
 
 static void
-sp_event_payment_intent(SpEventDecoder *d, struct json_object *o, SpEvent *ev)
+sp_event_payment_intent(SpEventDecoder *d, int o, SpEvent *ev)
 {
-	struct json_object *err;
-	struct json_object *charges;
+	int err;
+	int charges;
 
 	sp_event_int(d, o, "amount", "data.object.amount", &ev->amount,
 				 &ev->has_amount);
@@ -328,10 +305,10 @@ sp_event_payment_intent(SpEventDecoder *d, struct json_object *o, SpEvent *ev)
 }
 
 static void
-sp_event_charge(SpEventDecoder *d, struct json_object *o, SpEvent *ev)
+sp_event_charge(SpEventDecoder *d, int o, SpEvent *ev)
 {
-	struct json_object *refunds;
-	struct json_object *data;
+	int refunds;
+	int data;
 	bool		has_more = false;
 	bool		has_has_more = false;
 	size_t		n;
@@ -349,15 +326,15 @@ sp_event_charge(SpEventDecoder *d, struct json_object *o, SpEvent *ev)
 	/* embedded before 2022-11-15, newer versions only when expanded */
 	refunds = sp_event_object(d, o, "refunds", "data.object.refunds");
 	data = sp_event_list(d, o, "refunds", "data.object.refunds");
-	if (refunds == NULL || data == NULL)
+	if (refunds < 0 || data < 0)
 		return;
 	ev->has_refunds = true;
 	sp_event_bool(d, refunds, "has_more", "data.object.refunds.has_more",
 				  &has_more, &has_has_more);
-	n = json_object_array_length(data);
+	n = d->doc->tok[data].count;
 	for (i = 0; i < n && i < SP_EVENT_MAX_REFUNDS; i++)
 	{
-		struct json_object *r = sp_event_element(d, data, i,
+		int r = sp_event_element(d, data, i,
 												 "data.object.refunds.data[]");
 		SpEventRefund *out = &ev->refunds[i];
 
@@ -373,7 +350,7 @@ sp_event_charge(SpEventDecoder *d, struct json_object *o, SpEvent *ev)
 }
 
 static void
-sp_event_refund(SpEventDecoder *d, struct json_object *o, SpEvent *ev)
+sp_event_refund(SpEventDecoder *d, int o, SpEvent *ev)
 {
 	sp_event_int(d, o, "amount", "data.object.amount", &ev->amount,
 				 &ev->has_amount);
@@ -388,9 +365,9 @@ sp_event_refund(SpEventDecoder *d, struct json_object *o, SpEvent *ev)
 }
 
 static void
-sp_event_subscription(SpEventDecoder *d, struct json_object *o, SpEvent *ev)
+sp_event_subscription(SpEventDecoder *d, int o, SpEvent *ev)
 {
-	struct json_object *item;
+	int item;
 
 	sp_event_bool(d, o, "cancel_at_period_end",
 				  "data.object.cancel_at_period_end",
@@ -407,7 +384,7 @@ sp_event_subscription(SpEventDecoder *d, struct json_object *o, SpEvent *ev)
 
 	item = sp_event_element(d, sp_event_list(d, o, "items", "data.object.items"),
 							0, "data.object.items.data[0]");
-	if (item == NULL)
+	if (item < 0)
 		return;
 	if (!ev->has_period_start)
 		sp_event_int(d, item, "current_period_start",
@@ -425,12 +402,12 @@ sp_event_subscription(SpEventDecoder *d, struct json_object *o, SpEvent *ev)
 }
 
 static void
-sp_event_invoice(SpEventDecoder *d, struct json_object *o, SpEvent *ev)
+sp_event_invoice(SpEventDecoder *d, int o, SpEvent *ev)
 {
-	struct json_object *details;
-	struct json_object *payment;
-	struct json_object *line;
-	struct json_object *period;
+	int details;
+	int payment;
+	int line;
+	int period;
 
 	sp_event_string(d, o, "billing_reason", "data.object.billing_reason",
 					ev->billing_reason, sizeof(ev->billing_reason));
@@ -515,55 +492,54 @@ sp_event_invoice(SpEventDecoder *d, struct json_object *o, SpEvent *ev)
  * caller can say exactly what was wrong with a rejected delivery.
  */
 static void
-sp_event_envelope(SpEventDecoder *d, struct json_object *root, SpEvent *ev,
-				  struct json_object **object)
+sp_event_envelope(SpEventDecoder *d, int root, SpEvent *ev, int *object)
 {
-	struct json_object *val;
-	struct json_object *data;
+	int			val;
+	int			data;
 
-	*object = NULL;
+	*object = -1;
 
-	val = sp_event_member(root, "id");
-	if (val == NULL ||
+	val = sp_event_member(d, root, "id");
+	if (val < 0 ||
 		(sp_event_copy(d, val, "id", ev->id, sizeof(ev->id), SP_EVENT_NO_ID) &&
 		 (strncmp(ev->id, "evt_", 4) != 0 || ev->id[4] == '\0')))
 		sp_event_fail(d, SP_EVENT_NO_ID, "id");
 
-	val = sp_event_member(root, "type");
-	if (val == NULL ||
+	val = sp_event_member(d, root, "type");
+	if (val < 0 ||
 		(sp_event_copy(d, val, "type", ev->type, sizeof(ev->type),
 					   SP_EVENT_NO_TYPE) && ev->type[0] == '\0'))
 		sp_event_fail(d, SP_EVENT_NO_TYPE, "type");
 
-	val = sp_event_member(root, "created");
-	if (val == NULL || !sp_event_intval(val, &ev->created) || ev->created > SP_EVENT_MAX_CREATED)
+	val = sp_event_member(d, root, "created");
+	if (val < 0 || !sp_event_intval(d, val, &ev->created) || ev->created > SP_EVENT_MAX_CREATED)
 		sp_event_fail(d, SP_EVENT_NO_CREATED, "created");
 
-	val = sp_event_member(root, "livemode");
-	if (val == NULL || !json_object_is_type(val, json_type_boolean))
+	val = sp_event_member(d, root, "livemode");
+	if (!sp_event_is(d, val, SP_JT_TRUE) && !sp_event_is(d, val, SP_JT_FALSE))
 		sp_event_fail(d, SP_EVENT_NO_LIVEMODE, "livemode");
 	else
-		ev->livemode = json_object_get_boolean(val) != 0;
+		ev->livemode = sp_event_is(d, val, SP_JT_TRUE);
 
 	sp_event_string(d, root, "api_version", "api_version", ev->api_version,
 					sizeof(ev->api_version));
 
-	data = sp_event_member(root, "data");
-	if (data == NULL || !json_object_is_type(data, json_type_object))
+	data = sp_event_member(d, root, "data");
+	if (!sp_event_is(d, data, SP_JT_OBJECT))
 	{
 		sp_event_fail(d, SP_EVENT_NO_DATA, "data");
 		return;
 	}
-	val = sp_event_member(data, "object");
-	if (val == NULL || !json_object_is_type(val, json_type_object))
+	val = sp_event_member(d, data, "object");
+	if (!sp_event_is(d, val, SP_JT_OBJECT))
 	{
 		sp_event_fail(d, SP_EVENT_NO_OBJECT, "data.object");
 		return;
 	}
 	*object = val;
 
-	val = sp_event_member(*object, "object");
-	if (val == NULL ||
+	val = sp_event_member(d, *object, "object");
+	if (val < 0 ||
 		(sp_event_copy(d, val, "data.object.object", ev->object_type,
 					   sizeof(ev->object_type), SP_EVENT_NO_OBJECT_TYPE) &&
 		 ev->object_type[0] == '\0'))
@@ -572,37 +548,17 @@ sp_event_envelope(SpEventDecoder *d, struct json_object *root, SpEvent *ev,
 					sizeof(ev->object_id));
 }
 
-SpEventResult
-sp_event_decode(const char *json, size_t len, SpEvent *ev)
+/* Everything after the tokenizing: the envelope, then the object's fields. */
+static SpEventResult
+sp_event_read(const SpJtDoc *doc, SpEvent *ev)
 {
-	SpEventDecoder d = {SP_EVENT_OK, ""};
-	struct json_object *root;
-	struct json_object *o;
+	SpEventDecoder d = {SP_EVENT_OK, "", doc};
+	int			o;
 
-	if (ev == NULL)
-		return SP_EVENT_NO_MEMORY;
-	memset(ev, 0, sizeof(*ev));
-
-	/*
-	 * Deeper than sp_json's limit: refusing a genuine event for its depth
-	 * would make Stripe retry it until it gives up.
-	 */
-	switch (sp_json_parse(json, len, SP_EVENT_MAX_DEPTH, &root))
-	{
-		case SP_JSON_OK:
-			break;
-		case SP_JSON_NO_MEMORY:
-			return SP_EVENT_NO_MEMORY;
-		default:
-			return SP_EVENT_NOT_JSON;
-	}
-	if (!json_object_is_type(root, json_type_object))
-	{
-		json_object_put(root);
+	if (doc->tok[0].type != SP_JT_OBJECT)
 		return SP_EVENT_NOT_OBJECT;
-	}
 
-	sp_event_envelope(&d, root, ev, &o);
+	sp_event_envelope(&d, 0, ev, &o);
 
 	if (d.rc == SP_EVENT_OK)
 	{
@@ -638,14 +594,45 @@ sp_event_decode(const char *json, size_t len, SpEvent *ev)
 			sp_event_invoice(&d, o, ev);
 	}
 
-	json_object_put(root);
-
 	if (d.rc != SP_EVENT_OK)
 	{
 		memset(ev, 0, sizeof(*ev));
 		snprintf(ev->error_path, sizeof(ev->error_path), "%s", d.path);
 	}
 	return d.rc;
+}
+
+SpEventResult
+sp_event_decode(const char *json, size_t len, SpEvent *ev)
+{
+	SpJtToken	stack_tokens[SP_EVENT_STACK_TOKENS];
+	SpJtToken  *tokens = stack_tokens;
+	SpJtDoc		doc;
+	SpEventResult r;
+	int			rc;
+
+	if (ev == NULL)
+		return SP_EVENT_NO_MEMORY;
+	memset(ev, 0, sizeof(*ev));
+
+	/*
+	 * Deeper than sp_json's limit: refusing a genuine event for its depth
+	 * would make Stripe retry it until it gives up.
+	 */
+	rc = sp_jt_parse(json, len, SP_EVENT_MAX_DEPTH, tokens, SP_EVENT_STACK_TOKENS, &doc);
+	if (rc == SP_JT_FULL)
+	{
+		size_t		cap = SP_JT_TOKENS_FOR(len);
+
+		tokens = malloc(cap * sizeof(SpJtToken));
+		if (tokens == NULL)
+			return SP_EVENT_NO_MEMORY;
+		rc = sp_jt_parse(json, len, SP_EVENT_MAX_DEPTH, tokens, cap, &doc);
+	}
+	r = rc == SP_JT_OK ? sp_event_read(&doc, ev) : SP_EVENT_NOT_JSON;
+	if (tokens != stack_tokens)
+		free(tokens);
+	return r;
 }
 
 const char *

@@ -12,8 +12,8 @@
  * every known shape and hands out one set of fields, so the code above it
  * never looks at an API version.
  *
- * Pure C over json-c: no PostgreSQL headers, nothing that can longjmp, and
- * no json-c object survives a call.  Results go into the caller's SpEvent,
+ * Pure C over sp_jtok: no PostgreSQL headers, nothing that can longjmp,
+ * and nothing allocated survives a call.  Results go into the caller's SpEvent,
  * which is large (about 25 kB): a backend caller should palloc it.
  *
  * Field rules:
@@ -75,7 +75,7 @@ typedef enum SpEventResult
 								 * string, or empty */
 	SP_EVENT_INVALID_FIELD,		/* a field we read has the wrong type */
 	SP_EVENT_TOO_LONG,			/* a string we read does not fit */
-	SP_EVENT_NO_MEMORY			/* json-c could not allocate */
+	SP_EVENT_NO_MEMORY			/* no memory for a very large event's tokens */
 } SpEventResult;
 
 /* One entry of a charge's embedded refunds list (API before 2022-11-15) */

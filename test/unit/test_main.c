@@ -16,6 +16,7 @@ main(void)
 	unit_suite_form();
 	unit_suite_money();
 	unit_suite_json();
+	unit_suite_jtok();
 	unit_suite_retry();
 	unit_suite_signature();
 	unit_suite_event();

@@ -40,6 +40,7 @@ extern bool unit_check_mem(const char *file, int line, const char *ea,
 extern void unit_suite_form(void);
 extern void unit_suite_money(void);
 extern void unit_suite_json(void);
+extern void unit_suite_jtok(void);
 extern void unit_suite_retry(void);
 extern void unit_suite_signature(void);
 extern void unit_suite_event(void);
