@@ -131,7 +131,10 @@ def test_text_payload_is_accepted_byte_for_byte():
 def test_payload_must_be_a_stripe_event():
     for body, sqlstate in [(b"not json", "SP027"), (b'{"id": "evt_1"', "SP027"),
                            (b"[]", "SP028"), (b'{"id": "evt_1", "type": "x"}', "SP028"),
-                           (b'{"id": "x", "type": "a.b", "created": 1, "livemode": false, "data": {"object": {"object": "charge"}}}', "SP028")]:
+                           (b'{"id": "x", "type": "a.b", "created": 1, "livemode": false, "data": {"object": {"object": "charge"}}}', "SP028")] + [
+            # JSON that jsonb cannot store, in a field nobody reads: refused as not JSON, at once
+            (event_bytes(fixture("charge.refunded")).replace(b'"object": "event"', b'"object": "event", "note": ' + bad), "SP027")
+            for bad in (b'"\\ud800"', b'"tab\there"', b'"\xc0\xaf"', b'NaN', b'012')]:
         try:
             ingest(body, sign(body), db=DB)
             raise AssertionError(f"{body!r} was accepted")
