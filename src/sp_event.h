@@ -20,9 +20,10 @@
  *	- Absent and JSON null read the same: "" for strings, 0 and has_x false
  *	  for numbers and booleans.
  *	- A field we read that has the wrong JSON type, a negative or
- *	  fractional number where an integer is expected, a number beyond 64
- *	  bits, or a string holding U+0000 fails the whole decode with
- *	  SP_EVENT_INVALID_FIELD: garbage never becomes 0 or "" silently.
+ *	  fractional number where an integer is expected, or a number beyond 64
+ *	  bits fails the whole decode with SP_EVENT_INVALID_FIELD: garbage
+ *	  never becomes 0 or "" silently.  A \u0000 anywhere is SP_EVENT_NOT_JSON
+ *	  (jsonb could not store the payload).
  *	- A string that does not fit its buffer fails with SP_EVENT_TOO_LONG.
  *	  The buffers hold the longest value Stripe allows (ids 255 characters,
  *	  metadata values 500, client_reference_id 200, at 4 bytes each where a
@@ -62,7 +63,8 @@ typedef enum SpEventResult
 {
 	SP_EVENT_OK = 0,
 	SP_EVENT_NOT_JSON,			/* not one valid JSON text, invalid UTF-8,
-								 * nested deeper than SP_EVENT_MAX_DEPTH */
+								 * what jsonb refuses (sp_jtok.h), nested
+								 * deeper than SP_EVENT_MAX_DEPTH */
 	SP_EVENT_NOT_OBJECT,		/* valid JSON, but not an object */
 	SP_EVENT_NO_ID,				/* "id" missing, not a string, not "evt_..." */
 	SP_EVENT_NO_TYPE,			/* "type" missing, not a string, or empty */

@@ -154,6 +154,8 @@ sp_jt_scan_string(SpJtScan *sc, SpJtToken *t)
 						if (sc->len - i < 6 || (u = sp_jt_hex4(s + i + 2)) < 0)
 							return false;
 						i += 6;
+						if (u == 0)
+							return false;	/* text cannot hold U+0000: jsonb refuses it */
 						if (u >= 0xDC00 && u <= 0xDFFF)
 							return false;	/* a low surrogate alone */
 						if (u >= 0xD800 && u <= 0xDBFF)

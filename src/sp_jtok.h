@@ -12,9 +12,11 @@
  * move.
  *
  * Strict RFC 8259, with what PostgreSQL's jsonb also refuses: a string may
- * not hold an unescaped control character or a lone surrogate escape; the
- * text must be valid UTF-8 (no overlong forms, no surrogates, nothing past
- * U+10FFFF).  Only whitespace may surround the one value.
+ * not hold an unescaped control character, a lone surrogate escape or
+ * \u0000; the text must be valid UTF-8 (no overlong forms, no surrogates,
+ * nothing past U+10FFFF).  Only whitespace may surround the one value.  Not
+ * checked: a number beyond the range of numeric, which jsonb also refuses
+ * (an exponent past about 131072); no Stripe event holds one.
  *
  * Pure C: no PostgreSQL headers, no allocation, nothing that can longjmp.
  *
@@ -99,7 +101,8 @@ typedef enum SpJtStringResult
 {
 	SP_JT_STRING_OK = 0,
 	SP_JT_STRING_NOT_STRING,	/* the token is not a string */
-	SP_JT_STRING_HAS_NUL,		/* holds U+0000, which text cannot */
+	SP_JT_STRING_HAS_NUL,		/* holds U+0000, which text cannot (not from
+								 * sp_jt_parse(), which refuses it) */
 	SP_JT_STRING_TOO_LONG		/* does not fit dst (only when !cut) */
 } SpJtStringResult;
 

@@ -6,17 +6,13 @@
  *
  * The same bytes go to both (json-c strictly, validating UTF-8, at the same
  * depth limit).  sp_jtok may refuse what json-c takes only where jsonb
- * refuses it as well: an unescaped control character in a string, or a
- * surrogate escape.  It must never take what json-c refuses.  When both
+ * refuses it as well (jsonb_refuses() below).  It must never take what json-c refuses.  When both
  * take a text, every value must read the same through sp_jtok's readers:
  * types, integers, strings byte for byte, array lengths, and each member
  * json-c keeps (the last of a repeated key).
  *
  *-------------------------------------------------------------------------
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE				/* memmem */
-#endif
 #include "sp_json.h"
 #include "sp_jsonc.h"
 #include "sp_jtok.h"
@@ -29,8 +25,12 @@ int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define DEPTH 64
 
-/* json-c cuts keys at U+0000: members are not compared when one has it */
-static bool nul_escape;
+/*
+ * json-c decodes some surrogate pairs wrongly ("\ud837\ude40" gives U+FFFD,
+ * not U+1DE40): where the text has a surrogate escape, strings and keys are
+ * not compared, only shapes (test_jtok.c checks pairs against known UTF-8).
+ */
+static bool surrogates;
 
 static void
 same(const SpJtDoc *doc, struct json_object *j, int t)
@@ -63,15 +63,18 @@ same(const SpJtDoc *doc, struct json_object *j, int t)
 		case json_type_string:
 			{
 				size_t		jlen = (size_t) json_object_get_string_len(j);
-				char	   *buf = malloc(jlen + 1);
+				char	   *buf;
 				size_t		len;
-				SpJtStringResult r;
 
+				if (tok->type != SP_JT_STRING)
+					abort();
+				if (surrogates)
+					break;
+				buf = malloc(jlen + 1);
 				if (buf == NULL)
 					abort();
-				r = sp_jt_string(doc, t, buf, jlen + 1, false, &len);
-				if ((r != SP_JT_STRING_OK && r != SP_JT_STRING_HAS_NUL) ||
-					(r == SP_JT_STRING_HAS_NUL) != (memchr(json_object_get_string(j), '\0', jlen) != NULL) ||
+				/* sp_jtok refuses \u0000, so a string both take has none */
+				if (sp_jt_string(doc, t, buf, jlen + 1, false, &len) != SP_JT_STRING_OK ||
 					len != jlen || memcmp(buf, json_object_get_string(j), jlen) != 0)
 					abort();
 				free(buf);
@@ -94,7 +97,7 @@ same(const SpJtDoc *doc, struct json_object *j, int t)
 
 				if (tok->type != SP_JT_OBJECT)
 					abort();
-				if (nul_escape)
+				if (surrogates)
 					break;
 				for (e = json_object_get_object(j)->head; e != NULL; e = e->next)
 				{
@@ -197,7 +200,7 @@ number_well_formed(const uint8_t *s, size_t n)
 
 /*
  * What jsonb refuses and json-c takes: inside a string, a control character,
- * a surrogate escape (sp_jtok takes the pairs, json-c lone ones too), or
+ * \u0000, a surrogate escape (sp_jtok takes the pairs, json-c lone ones too), or
  * ill-formed UTF-8 (json-c lets overlong forms, surrogates and code points
  * past U+10FFFF through); outside strings, a number off RFC 8259's grammar
  * (json-c takes "00e9") or a word but true, false and null (json-c takes NaN).
@@ -251,6 +254,8 @@ jsonb_refuses(const uint8_t *data, size_t size)
 				(data[i + 2] == 'd' || data[i + 2] == 'D') && data[i + 3] != '\0' &&
 				strchr("89abcdefABCDEF", data[i + 3]) != NULL)
 				return true;
+			if (data[i + 1] == 'u' && i + 5 < size && memcmp(data + i + 2, "0000", 4) == 0)
+				return true;	/* U+0000 */
 			i++;
 		}
 	}
@@ -265,6 +270,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct json_object *root = NULL;
 	int			rt;
 	int			rj;
+	size_t		i;
 
 	if (size > (1 << 16))
 		return 0;
@@ -278,7 +284,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	if (rj == SP_JSON_OK && rt != SP_JT_OK && !jsonb_refuses(data, size))
 		abort();
-	nul_escape = memmem(data, size, "\\u0000", 6) != NULL;
+	surrogates = false;
+	for (i = 0; i + 2 < size; i++)
+		if (data[i] == '\\' && data[i + 1] == 'u' && (data[i + 2] | 0x20) == 'd')
+			surrogates = true;
 	if (rj == SP_JSON_OK && rt == SP_JT_OK)
 		same(&doc, root, 0);
 	json_object_put(root);

@@ -29,7 +29,6 @@ TEST(jtok_accepts_json)
 		" \t\r\n{}\n", "[]", "[[],{}]", "{\"a\":[1,{\"b\":null}],\"c\":\"d\"}",
 		"\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\"",
 		"\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf\"",
-		"\"a\\u0000b\"",		/* valid JSON; its reader reports the NUL */
 	};
 	size_t		i;
 
@@ -49,6 +48,7 @@ TEST(jtok_refuses_what_jsonb_refuses)
 		"\"abc", "'a'", "\"\\x\"", "\"\\u12\"", "\"\\u12g4\"",
 		"\"tab\there\"", "\"nl\nhere\"", "\"\x01\"",	/* unescaped controls */
 		"\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"",	/* lone surrogates */
+		"\"a\\u0000b\"", "{\"\\u0000\":1}",	/* U+0000, which text cannot hold */
 		"\"\xc0\xaf\"", "\"\xe0\x80\xaf\"", "\"\xed\xa0\x80\"",	/* overlong, surrogate */
 		"\"\xf4\x90\x80\x80\"", "\"\xff\"", "\"\xc3\"", "\xc3\xa9",
 	};
@@ -159,18 +159,23 @@ TEST(jtok_strings)
 	char		buf[8];
 	size_t		len;
 
-	CHECK_INT_EQ(parse("[\"caf\\u00e9\\ud83d\\ude00\", \"a\\u0000b\", \"\\u20ac\\u20ac\\u20ac\", 7]"),
+	CHECK_INT_EQ(parse("[\"caf\\u00e9\\ud83d\\ude00\", \"a\\u0001b\", \"\\u20ac\\u20ac\\u20ac\", 7]"),
 				 SP_JT_OK);
 	CHECK_INT_EQ(sp_jt_string(&doc, 1, wide, sizeof(wide), false, &len), SP_JT_STRING_OK);
 	CHECK_STR_EQ(wide, "caf\xc3\xa9\xf0\x9f\x98\x80");
 	CHECK_INT_EQ(len, 9);
 	CHECK_INT_EQ(sp_jt_string(&doc, 1, buf, sizeof(buf), false, NULL), SP_JT_STRING_TOO_LONG);
-	CHECK_INT_EQ(sp_jt_string(&doc, 2, buf, sizeof(buf), false, NULL), SP_JT_STRING_HAS_NUL);
+	CHECK_INT_EQ(sp_jt_string(&doc, 2, buf, sizeof(buf), false, &len), SP_JT_STRING_OK);
+	CHECK_MEM_EQ(buf, len, "a\x01" "b", 3);
 	/* 9 bytes into 8: refused, or cut after the second euro sign */
 	CHECK_INT_EQ(sp_jt_string(&doc, 3, buf, sizeof(buf), false, NULL), SP_JT_STRING_TOO_LONG);
 	CHECK_INT_EQ(sp_jt_string(&doc, 3, buf, sizeof(buf), true, &len), SP_JT_STRING_OK);
 	CHECK_STR_EQ(buf, "\xe2\x82\xac\xe2\x82\xac");
 	CHECK_INT_EQ(sp_jt_string(&doc, 4, buf, sizeof(buf), false, NULL), SP_JT_STRING_NOT_STRING);
+	/* a pair json-c decodes to U+FFFD, in upper-case hex */
+	CHECK_INT_EQ(parse("\"\\ud837\\uDE40\""), SP_JT_OK);
+	CHECK_INT_EQ(sp_jt_string(&doc, 0, buf, sizeof(buf), false, NULL), SP_JT_STRING_OK);
+	CHECK_STR_EQ(buf, "\xf0\x9d\xb9\x80");
 	CHECK_INT_EQ(sp_jt_string(&doc, 99, buf, sizeof(buf), false, NULL), SP_JT_STRING_NOT_STRING);
 }
 
