@@ -69,6 +69,7 @@ PGDLLEXPORT void stripepay_notifier_main(Datum main_arg);
  */
 #define NOTIFIER_GATHER_MS 5L
 #define NOTIFIER_RESTART_S 10
+#define NOTIFIER_START_WAIT_MS 1000
 
 /*
  * The lock that keeps one notifier per database: an advisory lock tag whose
@@ -212,29 +213,34 @@ notifier_available(void)
 	LOCKTAG		tag;
 	pid_t		pid;
 	bool		found;
+	int			waited;
 
 	if (notifier_pid != 0 && BackendPidGetProc(notifier_pid) != NULL)
 		return true;
 
 	/*
-	 * One starter at a time: sessions that find no notifier together would
-	 * otherwise each start one, and all but one would leave at once.  The
-	 * lock is released here, so no other lock is ever taken while holding it.
+	 * One starter at a time, and a notifier counts once it holds its lock:
+	 * a worker is running well before that, and one that cannot take the
+	 * lock leaves.  Sessions that find none together wait here for the
+	 * first one's, instead of each starting its own.  No other lock is
+	 * taken while this one is held, and an error releases it.
 	 */
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, NOTIFIER_LOCK_KEY1, NOTIFIER_LOCK_KEY2,
 						 NOTIFIER_START_LOCK_KIND);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
-	notifier_pid = find_notifier();
-	found = notifier_pid != 0 && BackendPidGetProc(notifier_pid) != NULL;
-	if (!found)
+	found = notifier_holds_lock();
+	if (!found && start_notifier(&pid))
 	{
-		notifier_pid = 0;
-		if (start_notifier(&pid))
+		for (waited = 0; waited < NOTIFIER_START_WAIT_MS; waited++)
 		{
-			notifier_pid = pid;
-			found = true;
+			if ((found = notifier_holds_lock()))
+				break;
+			CHECK_FOR_INTERRUPTS();
+			pg_usleep(1000L);
 		}
 	}
+	/* for the wake-up at commit; without it the notifier polls each second */
+	notifier_pid = found ? find_notifier() : 0;
 	LockRelease(&tag, ExclusiveLock, false);
 	return found;
 }

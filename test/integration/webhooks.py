@@ -134,7 +134,7 @@ def test_payload_must_be_a_stripe_event():
                            (b'{"id": "x", "type": "a.b", "created": 1, "livemode": false, "data": {"object": {"object": "charge"}}}', "SP028")] + [
             # JSON that jsonb cannot store, in a field nobody reads: refused as not JSON, at once
             (event_bytes(fixture("charge.refunded")).replace(b'"object": "event"', b'"object": "event", "note": ' + bad), "SP027")
-            for bad in (b'"\\ud800"', b'"tab\there"', b'"\xc0\xaf"', b'NaN', b'012')]:
+            for bad in (b'"\\ud800"', b'"\\u0000"', b'"tab\there"', b'"\xc0\xaf"', b'NaN', b'012')]:
         try:
             ingest(body, sign(body), db=DB)
             raise AssertionError(f"{body!r} was accepted")
@@ -587,6 +587,35 @@ def test_sessions_starting_the_notifier_at_once_all_queue_through_it():
     check_eq(len(notifier_pids()), 1, "one notifier for the database")
 
 
+def test_a_session_starts_one_notifier_only():
+    # the postmaster logs each worker it starts at DEBUG1; a notifier counts
+    # once it holds its lock, so neither the starting session's commit nor
+    # the sessions behind it may start a second one
+    log = os.environ["SP_SERVER_LOG"]
+
+    def started():
+        with open(log, errors="replace") as f:
+            return f.read().count('starting background worker process "stripepay notifier')
+
+    psql("ALTER SYSTEM SET log_min_messages = 'debug1'; SELECT pg_reload_conf()", db=DB)
+    try:
+        time.sleep(0.3)
+        for _ in range(3):
+            stop_notifier()
+            before = started()
+            q("BEGIN; SELECT stripepay._notify('sp_test', '{}'::jsonb); COMMIT;")
+            threads = [threading.Thread(target=q, args=("SELECT stripepay._notify('sp_test', '{}'::jsonb)",))
+                       for _ in range(10)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            time.sleep(0.5)
+            check_eq(started() - before, 1, "notifier workers started")
+    finally:
+        psql("ALTER SYSTEM RESET log_min_messages; SELECT pg_reload_conf()", db=DB)
+
+
 def test_a_sessions_advisory_lock_cannot_stand_in_for_the_notifier():
     # the notifier's keys, as SQL can take them: they must not block it
     holder = subprocess.Popen(["psql", "-X", "-q", "-d", DB, "-c",
@@ -637,6 +666,7 @@ if __name__ == "__main__":
         test_notifier_sends_each_notification_once_after_commit,
         test_a_notifier_that_left_is_replaced_and_direct_notify_still_works,
         test_sessions_starting_the_notifier_at_once_all_queue_through_it,
+        test_a_session_starts_one_notifier_only,
         test_a_sessions_advisory_lock_cannot_stand_in_for_the_notifier,
         test_a_transaction_with_queued_notifications_cannot_be_prepared,
         test_failed_then_paid_in_any_order_ends_successful,
