@@ -15,6 +15,7 @@
  *-------------------------------------------------------------------------
  */
 #include "sp_form.h"
+#include "sp_hex.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -195,18 +196,6 @@ sp_form_add_int(SpForm *form, const char *key, long long value)
 	return sp_form_add_len(form, key, buf, (size_t) n);
 }
 
-static int
-sp_form_hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /*
  * Decodes src[0..len) into dst, which must hold len bytes.  Returns the
  * decoded length, or -1 for a bad escape.  With dst == NULL it only
@@ -229,8 +218,8 @@ sp_form_unescape(const char *src, size_t len, char *dst)
 
 			if (len - in < 3)
 				return -1;
-			hi = sp_form_hexval((unsigned char) src[in + 1]);
-			lo = sp_form_hexval((unsigned char) src[in + 2]);
+			hi = sp_hex_digit((unsigned char) src[in + 1]);
+			lo = sp_hex_digit((unsigned char) src[in + 2]);
 			if (hi < 0 || lo < 0)
 				return -1;
 			if (dst != NULL)

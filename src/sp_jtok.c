@@ -10,6 +10,7 @@
  *-------------------------------------------------------------------------
  */
 #include "sp_jtok.h"
+#include "sp_hex.h"
 
 #include <string.h>
 
@@ -35,18 +36,6 @@ sp_jt_skip_ws(SpJtScan *sc)
 		sc->pos++;
 }
 
-static int
-sp_jt_hex(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* the 4 hex digits at s[0..4), or -1 */
 static long
 sp_jt_hex4(const unsigned char *s)
@@ -56,7 +45,7 @@ sp_jt_hex4(const unsigned char *s)
 
 	for (i = 0; i < 4; i++)
 	{
-		int			h = sp_jt_hex(s[i]);
+		int			h = sp_hex_digit(s[i]);
 
 		if (h < 0)
 			return -1;
