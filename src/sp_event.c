@@ -59,8 +59,9 @@ sp_event_member(SpEventDecoder *d, int obj, const char *key)
 }
 
 /*
- * Copies a JSON string into dst[size].  Not a string: bad_type.  Holding
- * U+0000 (PostgreSQL text cannot): bad_type too.  Not fitting: TOO_LONG.
+ * Copies a JSON string into dst[size].  Not a string: bad_type.  Not
+ * fitting: TOO_LONG.  (U+0000, which text cannot hold, never gets here:
+ * sp_jt_parse() refuses it.)
  */
 static bool
 sp_event_copy(SpEventDecoder *d, int val, const char *path,
@@ -92,7 +93,6 @@ sp_event_string(SpEventDecoder *d, int obj, const char *key,
 
 /*
  * Human text: cut at a UTF-8 character boundary rather than refused.
- * U+0000 still fails.
  */
 static void
 sp_event_text(SpEventDecoder *d, int obj, const char *key,
