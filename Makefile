@@ -23,6 +23,11 @@ EXTRA_CLEAN = results regression.diffs regression.out tmp_check
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# PGXS tracks no header dependencies: an object built against an older
+# struct layout would write past what another object allocated (and JIT
+# could inline bitcode of an older layout)
+$(OBJS) $(OBJS:.o=.bc): $(wildcard src/*.h)
+
 .PHONY: unit test demo analyze
 
 # C unit tests of the pure parts, under AddressSanitizer and UBSan
