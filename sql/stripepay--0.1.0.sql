@@ -954,8 +954,11 @@ GRANT EXECUTE ON FUNCTION @extschema@.refresh_payment(bigint) TO stripepay_user,
 GRANT EXECUTE ON FUNCTION @extschema@.stripe_ingest_webhook(text, text, text),
 	@extschema@.stripe_ingest_webhook(bytea, text, text)
 	TO stripepay_webhook, stripepay_admin;
-/* the actionflows: admins attach triggers, applications may read */
-GRANT SELECT, TRIGGER ON @extschema@.payment_flow, @extschema@.refund_flow,
-	@extschema@.subscription_flow, @extschema@.deduction_flow TO stripepay_admin;
+/*
+ * The actionflows: anyone may read them.  Triggers on them are the owner's
+ * to attach: they run inside the SECURITY DEFINER ingest, so a trigger
+ * function runs as the extension's owner, and TRIGGER granted to a role
+ * would let it run anything as a superuser (and read the secret key).
+ */
 GRANT SELECT ON @extschema@.payment_flow, @extschema@.refund_flow,
-	@extschema@.subscription_flow, @extschema@.deduction_flow TO stripepay_user;
+	@extschema@.subscription_flow, @extschema@.deduction_flow TO stripepay_admin, stripepay_user;
