@@ -417,7 +417,20 @@ BEGIN
 				coalesce((f->>'amount_total')::bigint, (f->>'amount')::bigint),
 				CASE WHEN is_session THEN 'checkout' ELSE 'payment_intent' END,
 				sess, pi, (f->>'livemode')::boolean, 'stripe')
+		ON CONFLICT DO NOTHING
 		RETURNING * INTO r;
+		IF r.id IS NULL THEN
+			/*
+			 * Another event of this payment adopted it first (there was no
+			 * row to lock, so nothing kept us apart): apply to its row.
+			 */
+			SELECT * INTO r FROM stripepay.payment_record
+			 WHERE checkout_session_id = sess OR payment_intent_id = pi
+			 LIMIT 1 FOR UPDATE;
+			IF r.id IS NULL THEN
+				RAISE EXCEPTION 'stripepay: payment of event % vanished', f->>'id';
+			END IF;
+		END IF;
 	END IF;
 
 	moved := stripepay._advances('payment', r.status, r.event_created, target, at);
