@@ -512,7 +512,7 @@ stripepay_stripe_pay(PG_FUNCTION_ARGS)
 	argtypes[3] = TEXTOID;
 	values[3] = CStringGetTextDatum(settings.payment_flow);
 	argtypes[4] = NAMEOID;
-	values[4] = CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false));
+	values[4] = sp_caller_name();
 
 	/* concurrent calls for one order take turns, so the checks below hold */
 	sp_exec("SELECT pg_catalog.pg_advisory_xact_lock("
@@ -738,7 +738,7 @@ stripepay_stripe_refund(PG_FUNCTION_ARGS)
 	argtypes[3] = INT8OID;
 	values[3] = Int64GetDatum(amount);
 	argtypes[4] = NAMEOID;
-	values[4] = CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false));
+	values[4] = sp_caller_name();
 	sp_exec("INSERT INTO stripepay.refund (payment_id, order_id, currency, amount, created_by)"
 			" VALUES ($1, $2, $3, $4, $5) RETURNING id",
 			5, argtypes, values, NULL, SPI_OK_INSERT_RETURNING);

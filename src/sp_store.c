@@ -9,6 +9,8 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
 
 #include "sp_store.h"
 #include "stripepay.h"
@@ -102,4 +104,11 @@ sp_keep_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 		*cache = plan;
 	}
 	return *cache;
+}
+
+Datum
+sp_caller_name(void)
+{
+	/* a C string is not a name: a name parameter is read NAMEDATALEN bytes long */
+	return DirectFunctionCall1(namein, CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false)));
 }

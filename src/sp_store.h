@@ -49,4 +49,7 @@ extern char *sp_result_text(uint64 row, int col);
 /* A plan prepared once and kept in *cache for the backend's life. */
 extern SPIPlanPtr sp_keep_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);
 
+/* The calling role's name as a name Datum (NAMEDATALEN bytes), for created_by. */
+extern Datum sp_caller_name(void);
+
 #endif							/* SP_STORE_H */

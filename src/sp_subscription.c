@@ -81,7 +81,7 @@ stripepay_stripe_subscribe(PG_FUNCTION_ARGS)
 	argtypes[1] = TEXTOID;
 	values[1] = CStringGetTextDatum(price_id);
 	argtypes[2] = NAMEOID;
-	values[2] = CStringGetDatum(GetUserNameFromId(GetOuterUserId(), false));
+	values[2] = sp_caller_name();
 
 	sp_exec("SELECT pg_advisory_xact_lock(hashtextextended('stripepay.subscribe:' || $1::text, 0))",
 			1, argtypes, values, NULL, SPI_OK_SELECT);
