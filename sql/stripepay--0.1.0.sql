@@ -118,6 +118,11 @@ CREATE TABLE @extschema@.refund (
 	reason			text,
 	failure_reason	text,
 	event_created	timestamptz,	/* of the newest event applied */
+	/*
+	 * The Idempotency-Key of the stripe_refund() call that made this refund
+	 * and then rolled back, while no retry of that call has claimed it.
+	 */
+	unclaimed_key	text,
 	created_by		name NOT NULL,
 	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at		timestamptz NOT NULL DEFAULT pg_catalog.now()
@@ -517,9 +522,16 @@ BEGIN
 		SELECT * INTO r FROM stripepay.refund WHERE stripe_refund_id = rid FOR UPDATE;
 	END IF;
 	IF r.id IS NULL THEN
+		/*
+		 * Made by stripe_refund() (its metadata says so) in a transaction
+		 * that rolled back: a retry of that call claims this refund by its
+		 * key instead of making another.
+		 */
 		INSERT INTO stripepay.refund (payment_id, order_id, currency, amount, stripe_refund_id,
-									  reason, created_by)
-		VALUES (p.id, p.order_id, p.currency, ramount, rid, f->>'reason', 'stripe')
+									  reason, unclaimed_key, created_by)
+		VALUES (p.id, p.order_id, p.currency, ramount, rid, f->>'reason',
+				CASE WHEN stripepay._id(f->>'refund_id') IS NOT NULL THEN nullif(f->>'refund_key', '') END,
+				'stripe')
 		RETURNING * INTO r;
 	END IF;
 

@@ -657,6 +657,7 @@ stripepay_stripe_refund(PG_FUNCTION_ARGS)
 	int64		amount;
 	int64		paid;
 	int64		counted;
+	int64		unclaimed;
 	int64		order_id;
 	char	   *payment_intent;
 	char	   *charge;
@@ -690,7 +691,10 @@ stripepay_stripe_refund(PG_FUNCTION_ARGS)
 				1, argtypes, values, NULL, SPI_OK_SELECT) == 0 ||
 		sp_exec("SELECT status, currency, amount, order_id, payment_intent_id, charge_id,"
 				"       (SELECT coalesce(sum(r.amount), 0) FROM stripepay.refund r"
-				"         WHERE r.payment_id = p.id AND r.status NOT IN ('FAILED', 'CANCELED'))"
+				"         WHERE r.payment_id = p.id AND r.status NOT IN ('FAILED', 'CANCELED')),"
+				"       (SELECT coalesce(sum(r.amount), 0) FROM stripepay.refund r"
+				"         WHERE r.payment_id = p.id AND r.status NOT IN ('FAILED', 'CANCELED')"
+				"           AND r.unclaimed_key IS NOT NULL)"
 				"  FROM stripepay.payment_record p WHERE id = $1",
 				1, argtypes, values, NULL, SPI_OK_SELECT) == 0)
 		ereport(ERROR,
@@ -710,8 +714,33 @@ stripepay_stripe_refund(PG_FUNCTION_ARGS)
 	payment_intent = sp_result_text(0, 5);
 	charge = sp_result_text(0, 6);
 	counted = pg_strtoint64(sp_result_text(0, 7));
+	unclaimed = pg_strtoint64(sp_result_text(0, 8));
 
 	amount = sp_check_amount(currency, PG_GETARG_NUMERIC(1), false);
+
+	/*
+	 * The logical operation: this payment, after what was refunded before,
+	 * refunds `amount`.  A refund whose call rolled back is left out of
+	 * "before" until a retry claims it, so the retry's key is the same
+	 * whether that refund's webhook came first or not.
+	 */
+	key_body = psprintf(INT64_FORMAT "-" INT64_FORMAT "-" INT64_FORMAT, payment_id,
+						counted - unclaimed, amount);
+	argtypes[1] = TEXTOID;
+	values[1] = CStringGetTextDatum(key_body);
+	argtypes[2] = NAMEOID;
+	values[2] = sp_caller_name();
+	if (sp_exec("UPDATE stripepay.refund SET unclaimed_key = NULL, created_by = $3, updated_at = now()"
+				" WHERE id = (SELECT id FROM stripepay.refund"
+				"              WHERE payment_id = $1 AND unclaimed_key = $2 ORDER BY id LIMIT 1)"
+				" RETURNING *", 3, argtypes, values, NULL, SPI_OK_UPDATE_RETURNING) > 0)
+	{
+		/* the retry of a call that rolled back after Stripe made its refund */
+		result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
+		SPI_finish();
+		PG_RETURN_DATUM(result);
+	}
+
 	if (amount > paid - counted)
 	{
 		sp_money_format(currency, amount, shown, sizeof(shown));
@@ -744,8 +773,6 @@ stripepay_stripe_refund(PG_FUNCTION_ARGS)
 			5, argtypes, values, NULL, SPI_OK_INSERT_RETURNING);
 	refund_id = pg_strtoint64(sp_result_text(0, 1));
 
-	/* the logical operation: this payment, after `counted`, refunds `amount` */
-	key_body = psprintf(INT64_FORMAT "-" INT64_FORMAT "-" INT64_FORMAT, payment_id, counted, amount);
 	key = sp_idempotency_key("refund", key_body);
 
 	form = sp_form_create();

@@ -575,6 +575,8 @@ sp_event_read(const SpJtDoc *doc, SpEvent *ev)
 						  sizeof(ev->metadata_payment_id));
 		sp_event_metadata(&d, o, "data.object.metadata", "stripepay_refund_id",
 						  ev->metadata_refund_id, sizeof(ev->metadata_refund_id));
+		sp_event_metadata(&d, o, "data.object.metadata", "stripepay_refund_key",
+						  ev->metadata_refund_key, sizeof(ev->metadata_refund_key));
 		sp_event_metadata(&d, o, "data.object.metadata",
 						  "stripepay_recurring_payment_id",
 						  ev->metadata_recurring_payment_id,

@@ -108,11 +108,13 @@ typedef struct SpEvent
 
 	/*
 	 * metadata values of the keys order_id, stripepay_payment_id,
-	 * stripepay_refund_id and stripepay_recurring_payment_id
+	 * stripepay_refund_id, stripepay_refund_key and
+	 * stripepay_recurring_payment_id
 	 */
 	char		metadata_order_id[SP_EVENT_TEXT_SIZE];
 	char		metadata_payment_id[SP_EVENT_TEXT_SIZE];
 	char		metadata_refund_id[SP_EVENT_TEXT_SIZE];
+	char		metadata_refund_key[SP_EVENT_TEXT_SIZE];
 	char		metadata_recurring_payment_id[SP_EVENT_TEXT_SIZE];
 
 	/*

@@ -53,6 +53,7 @@ sp_facts_json(const SpEvent *ev, char *buf, size_t size)
 	put_text(o, "order_id", ev->metadata_order_id);
 	put_text(o, "payment_id", ev->metadata_payment_id);
 	put_text(o, "refund_id", ev->metadata_refund_id);
+	put_text(o, "refund_key", ev->metadata_refund_key);
 	put_text(o, "recurring_payment_id", ev->metadata_recurring_payment_id);
 	put_text(o, "payment_intent", ev->payment_intent);
 	put_text(o, "charge", ev->charge);

@@ -271,6 +271,7 @@ TEST(event_refund_created)
 	CHECK_STR_EQ(ev.reason, "requested_by_customer");
 	CHECK_STR_EQ(ev.failure_reason, "");
 	CHECK_STR_EQ(ev.metadata_refund_id, "5");
+	CHECK_STR_EQ(ev.metadata_refund_key, "7-0-500");
 	CHECK_STR_EQ(ev.metadata_payment_id, "7");
 }
 
