@@ -159,6 +159,20 @@ BEGIN
 END
 $$;
 
+/*
+ * Events that name a payment by a Stripe id no payment has yet: a refund
+ * whose payment's own events have not come (or which the database learns
+ * only from them), the InvoicePayment of a renewal whose invoice.paid has
+ * not come.  They are applied when a payment learns the id they wait for.
+ */
+CREATE TABLE @extschema@.waiting_event (
+	stripe_id		text NOT NULL,	/* pi_..., ch_..., in_... */
+	event_id		text NOT NULL,	/* in webhook_event */
+	facts			jsonb NOT NULL,	/* the event as the ingest decoded it */
+	PRIMARY KEY (stripe_id, event_id)
+);
+CREATE INDEX ON @extschema@.waiting_event (event_id);
+
 /* pg_dump keeps the rows (and sequence positions) of these member objects. */
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.settings', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.recurring_payment', '');
@@ -168,6 +182,7 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.payment_record_id_seq', 
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.refund', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.refund_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.webhook_event', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.waiting_event', '');
 
 /* "sk_test_…1234": enough to tell keys apart, never enough to use one. */
 CREATE FUNCTION @extschema@.mask_key(key text)
@@ -454,6 +469,7 @@ BEGIN
 		updated_at = now()
 	 WHERE id = r.id
 	RETURNING * INTO r;
+	PERFORM stripepay._apply_waiting(r.payment_intent_id, r.charge_id);
 
 	IF target IN ('SUCCESSFUL', 'FAILED', 'CANCELED') THEN
 		INSERT INTO stripepay.payment_flow
@@ -515,6 +531,9 @@ BEGIN
 			OR (f->>'charge' IS NOT NULL AND charge_id = f->>'charge')
 		 LIMIT 1 FOR UPDATE;
 		IF p.id IS NULL OR ramount IS NULL OR ramount <= 0 THEN
+			IF p.id IS NULL AND ramount > 0 THEN
+				PERFORM stripepay._wait(f, f->>'payment_intent', f->>'charge');
+			END IF;
 			links.order_id := stripepay._id(f->>'order_id');
 			RETURN links;
 		END IF;
@@ -741,6 +760,7 @@ BEGIN
 	IF d.order_id <> p.order_id THEN
 		UPDATE stripepay.payment_record SET order_id = d.order_id WHERE id = p.id;
 	END IF;
+	PERFORM stripepay._apply_waiting(p.invoice_id, p.payment_intent_id, p.charge_id);
 	PERFORM stripepay._notify('stripepay_payment', jsonb_build_object(
 		'event_id', f->>'id', 'payment_id', p.id, 'order_id', d.order_id, 'status', p.status,
 		'amount', p.amount, 'currency', p.currency, 'recurring_payment_id', s.id));
@@ -748,6 +768,102 @@ BEGIN
 	links.order_id := d.order_id;
 	links.payment_id := p.id;
 	RETURN links;
+END
+$$;
+
+/*
+ * An InvoicePayment (invoice_payment.paid, API 2025-03-31 and later): the
+ * only place those versions name the PaymentIntent and charge that paid an
+ * invoice in a webhook, so the renewal payment learns them here, and can
+ * then be refunded.  Before its invoice.paid has come, it waits.
+ */
+CREATE FUNCTION @extschema@._apply_invoice_payment(f jsonb, at timestamptz)
+RETURNS @extschema@._links
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p stripepay.payment_record;
+	links stripepay._links;
+BEGIN
+	IF f->>'type' <> 'invoice_payment.paid' OR coalesce(f->>'invoice', '') = '' THEN
+		RETURN NULL;
+	END IF;
+	SELECT * INTO p FROM stripepay.payment_record WHERE invoice_id = f->>'invoice' FOR UPDATE;
+	IF p.id IS NULL THEN
+		PERFORM stripepay._wait(f, f->>'invoice');
+		RETURN NULL;
+	END IF;
+	/* a PaymentIntent or charge another row holds stays with it */
+	UPDATE stripepay.payment_record SET
+		payment_intent_id = coalesce(payment_intent_id,
+			(SELECT f->>'payment_intent' WHERE NOT EXISTS
+				(SELECT FROM stripepay.payment_record WHERE payment_intent_id = f->>'payment_intent'))),
+		charge_id = coalesce(charge_id, f->>'charge'),
+		updated_at = now()
+	 WHERE id = p.id
+	RETURNING * INTO p;
+	PERFORM stripepay._apply_waiting(p.payment_intent_id, p.charge_id);
+	links.order_id := p.order_id;
+	links.payment_id := p.id;
+	links.recurring_payment_id := p.recurring_payment_id;
+	RETURN links;
+END
+$$;
+
+/* What one event does to the tables, by its object; NULL for the others. */
+CREATE FUNCTION @extschema@._dispatch(f jsonb, at timestamptz)
+RETURNS @extschema@._links
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+RETURN CASE
+	WHEN f->>'object_type' = 'checkout.session' AND f->>'mode' = 'subscription' THEN stripepay._apply_subscription(f, at)
+	WHEN f->>'object_type' = 'checkout.session' AND f->>'mode' = 'setup' THEN NULL
+	WHEN f->>'object_type' IN ('checkout.session', 'payment_intent') THEN stripepay._apply_payment(f, at)
+	WHEN f->>'object_type' = 'refund' OR f->>'type' = 'charge.refunded' THEN stripepay._apply_refunds(f, at)
+	WHEN f->>'object_type' = 'subscription' THEN stripepay._apply_subscription(f, at)
+	WHEN f->>'object_type' = 'invoice' THEN stripepay._apply_invoice(f, at)
+	WHEN f->>'object_type' = 'invoice_payment' THEN stripepay._apply_invoice_payment(f, at)
+END;
+
+/* Keeps an event until a payment knows one of ids. */
+CREATE FUNCTION @extschema@._wait(f jsonb, VARIADIC ids text[])
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+	INSERT INTO stripepay.waiting_event (stripe_id, event_id, facts)
+	SELECT DISTINCT i, f->>'id', f FROM unnest(ids) i WHERE i <> ''
+	ON CONFLICT DO NOTHING;
+END;
+
+/*
+ * Applies, once each, the events that waited for one of ids, which a
+ * payment (locked by the caller) has just learned, and links them.
+ */
+CREATE FUNCTION @extschema@._apply_waiting(VARIADIC ids text[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	w record;
+	n bigint;
+	links stripepay._links;
+BEGIN
+	FOR w IN SELECT DISTINCT ON (event_id) event_id, facts FROM stripepay.waiting_event
+			  WHERE stripe_id = ANY (ids) ORDER BY event_id LOOP
+		DELETE FROM stripepay.waiting_event WHERE event_id = w.event_id;
+		GET DIAGNOSTICS n = ROW_COUNT;
+		CONTINUE WHEN n = 0;	/* applied by a transaction we waited for */
+		links := stripepay._dispatch(w.facts, to_timestamp((w.facts->>'created')::bigint));
+		UPDATE stripepay.webhook_event SET
+			order_id = coalesce(links.order_id, order_id),
+			payment_id = coalesce(links.payment_id, payment_id),
+			refund_id = coalesce(links.refund_id, refund_id),
+			recurring_payment_id = coalesce(links.recurring_payment_id, recurring_payment_id)
+		 WHERE id = w.facts->>'id';
+	END LOOP;
 END
 $$;
 
@@ -789,14 +905,7 @@ BEGIN
 		RETURN true;
 	END IF;
 
-	links := CASE
-		WHEN obj = 'checkout.session' AND f->>'mode' = 'subscription' THEN stripepay._apply_subscription(f, at)
-		WHEN obj = 'checkout.session' AND f->>'mode' = 'setup' THEN NULL
-		WHEN obj IN ('checkout.session', 'payment_intent') THEN stripepay._apply_payment(f, at)
-		WHEN obj = 'refund' OR t = 'charge.refunded' THEN stripepay._apply_refunds(f, at)
-		WHEN obj = 'subscription' THEN stripepay._apply_subscription(f, at)
-		WHEN obj = 'invoice' THEN stripepay._apply_invoice(f, at)
-	END;
+	links := stripepay._dispatch(f, at);
 	IF links IS NULL THEN
 		/* an event we do not act on (charge.failed, ...): link what it names */
 		SELECT order_id, id INTO links.order_id, links.payment_id FROM stripepay.payment_record
@@ -967,7 +1076,7 @@ GRANT EXECUTE ON FUNCTION @extschema@.stripe_refund(bigint, numeric) TO stripepa
 GRANT SELECT ON @extschema@.payment_record, @extschema@.refund,
 	@extschema@.recurring_payment
 	TO stripepay_user, stripepay_admin;
-GRANT SELECT ON @extschema@.webhook_event TO stripepay_admin;
+GRANT SELECT ON @extschema@.webhook_event, @extschema@.waiting_event TO stripepay_admin;
 
 GRANT SELECT ON @extschema@.webhook_secrets, @extschema@.webhook_endpoint TO stripepay_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.setup_webhooks(text), @extschema@.remove_webhooks()

@@ -44,6 +44,7 @@ static SPIPlanPtr by_metadata_plan = NULL;
 static SPIPlanPtr record_plan = NULL;
 static SPIPlanPtr update_plan = NULL;
 static SPIPlanPtr flow_plan = NULL;
+static SPIPlanPtr waiting_plan = NULL;
 
 #define PAYMENT_COLUMNS "id, order_id, status, event_created, amount, currency"
 
@@ -69,6 +70,8 @@ typedef struct PaymentRow
 	TimestampTz event_created;
 	int64		amount;
 	char	   *currency;
+	char	   *payment_intent;	/* after the update, NULL if unknown */
+	char	   *charge;
 } PaymentRow;
 
 /* Runs one of the row-locking look-ups; true when it found the row. */
@@ -214,7 +217,7 @@ update_payment(const SpEvent *ev, PaymentRow *row, bool moved, const char *targe
 			  "   failure_message = CASE WHEN $2 THEN $10 ELSE failure_message END,"
 			  "   updated_at = pg_catalog.now()"
 			  " WHERE id = $1"
-			  " RETURNING status", 10, types);
+			  " RETURNING status, payment_intent_id, charge_id", 10, types);
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = Int64GetDatum(row->id);
 	values[1] = BoolGetDatum(moved);
@@ -230,6 +233,31 @@ update_payment(const SpEvent *ev, PaymentRow *row, bool moved, const char *targe
 		SPI_processed != 1)
 		elog(ERROR, "stripepay: could not update payment " INT64_FORMAT, row->id);
 	row->status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	row->payment_intent = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	row->charge = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+}
+
+/*
+ * Applies the events that waited for the payment's PaymentIntent or charge
+ * (a refund that came before the payment's own events), as
+ * _apply_payment does; usually there are none, and one index probe says so.
+ */
+static void
+apply_waiting(const PaymentRow *row)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	char		nulls[2];
+
+	sp_keep_plan(&waiting_plan,
+			  "SELECT stripepay._apply_waiting($1, $2)"
+			  " WHERE EXISTS (SELECT FROM stripepay.waiting_event WHERE stripe_id IN ($1, $2))",
+			  2, types);
+	values[0] = text_or_null(row->payment_intent, &nulls[0]);
+	values[1] = text_or_null(row->charge, &nulls[1]);
+	if (SPI_execute_plan(waiting_plan, values, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "stripepay: could not apply the events waiting for payment " INT64_FORMAT,
+			 row->id);
 }
 
 /* The payment actionflow: a row for the user's triggers. */
@@ -308,6 +336,7 @@ sp_apply_payment_event(const SpEvent *ev, const char *payload, const char *endpo
 	moved = sp_state_advances(SP_KIND_PAYMENT, row.status, row.has_event_created,
 							  row.event_created, target, true, at);
 	update_payment(ev, &row, moved, target, session, intent, at);
+	apply_waiting(&row);
 	if (sp_payment_status_final(target))
 		fire_payment_flow(ev, &row, !moved);
 	if (moved)

@@ -55,7 +55,7 @@ static const char *const subscription_events[] = {
 	"customer.subscription.resumed", NULL
 };
 static const char *const deduction_events[] = {
-	"invoice.paid", "invoice.payment_failed", NULL
+	"invoice.paid", "invoice.payment_failed", "invoice_payment.paid", NULL
 };
 
 static const SpEndpointSpec sp_endpoints[] = {

@@ -364,6 +364,28 @@ sp_event_refund(SpEventDecoder *d, int o, SpEvent *ev)
 					ev->failure_reason, sizeof(ev->failure_reason));
 }
 
+/*
+ * From 2025-03-31 an invoice no longer names its PaymentIntent or charge
+ * in webhooks: its InvoicePayment (invoice_payment.paid) is the link.
+ */
+static void
+sp_event_invoice_payment(SpEventDecoder *d, int o, SpEvent *ev)
+{
+	int			payment;
+
+	sp_event_ref(d, o, "invoice", "data.object.invoice", ev->invoice,
+				 sizeof(ev->invoice));
+	sp_event_int(d, o, "amount_paid", "data.object.amount_paid",
+				 &ev->amount_paid, &ev->has_amount_paid);
+	payment = sp_event_object(d, o, "payment", "data.object.payment");
+	if (payment < 0)
+		return;
+	sp_event_ref(d, payment, "payment_intent", "data.object.payment.payment_intent",
+				 ev->payment_intent, sizeof(ev->payment_intent));
+	sp_event_ref(d, payment, "charge", "data.object.payment.charge", ev->charge,
+				 sizeof(ev->charge));
+}
+
 static void
 sp_event_subscription(SpEventDecoder *d, int o, SpEvent *ev)
 {
@@ -594,6 +616,8 @@ sp_event_read(const SpJtDoc *doc, SpEvent *ev)
 			sp_event_subscription(&d, o, ev);
 		else if (strcmp(ev->object_type, "invoice") == 0)
 			sp_event_invoice(&d, o, ev);
+		else if (strcmp(ev->object_type, "invoice_payment") == 0)
+			sp_event_invoice_payment(&d, o, ev);
 	}
 
 	if (d.rc != SP_EVENT_OK)

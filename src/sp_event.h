@@ -120,15 +120,18 @@ typedef struct SpEvent
 	/*
 	 * References shared by several types.  payment_intent: checkout.session,
 	 * charge, refund, invoice (top level; from 2025-03-31
-	 * payments.data[0].payment.payment_intent when expanded).  charge:
-	 * payment_intent (latest_charge; before 2022-11-15 charges.data[0].id),
-	 * refund, invoice (top level, or payments.data[0].payment.charge).
+	 * payments.data[0].payment.payment_intent when expanded),
+	 * invoice_payment (payment.payment_intent).  charge: payment_intent
+	 * (latest_charge; before 2022-11-15 charges.data[0].id), refund, invoice
+	 * (top level, or payments.data[0].payment.charge), invoice_payment
+	 * (payment.charge).
 	 * subscription: checkout.session, invoice (top level; from 2025-03-31
 	 * parent.subscription_details.subscription).
 	 */
 	char		payment_intent[SP_EVENT_ID_SIZE];
 	char		charge[SP_EVENT_ID_SIZE];
 	char		subscription[SP_EVENT_ID_SIZE];
+	char		invoice[SP_EVENT_ID_SIZE];	/* invoice_payment */
 
 	/*
 	 * amount: payment_intent, charge, refund.  The others belong to one

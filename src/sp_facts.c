@@ -58,6 +58,7 @@ sp_facts_json(const SpEvent *ev, char *buf, size_t size)
 	put_text(o, "payment_intent", ev->payment_intent);
 	put_text(o, "charge", ev->charge);
 	put_text(o, "subscription", ev->subscription);
+	put_text(o, "invoice", ev->invoice);
 	put_int(o, "amount", ev->has_amount, ev->amount);
 	put_int(o, "amount_total", ev->has_amount_total, ev->amount_total);
 	put_int(o, "amount_received", ev->has_amount_received, ev->amount_received);

@@ -1521,6 +1521,7 @@ def invoice_paid(state, inv):
     if pay is not None:
         pay.update(status="paid", amount_paid=pay["amount_requested"])
         pay["status_transitions"]["paid_at"] = now
+        emit(state, "invoice_payment.paid", pay)
     emit(state, "invoice.paid", inv)
     emit(state, "invoice.payment_succeeded", inv)
 

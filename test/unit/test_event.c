@@ -275,6 +275,35 @@ TEST(event_refund_created)
 	CHECK_STR_EQ(ev.metadata_payment_id, "7");
 }
 
+/* the one place the pinned version names a renewal's PaymentIntent */
+TEST(event_invoice_payment_paid)
+{
+	CHECK_INT_EQ(decode_fixture("invoice_payment.paid.json"), SP_EVENT_OK);
+	CHECK_STR_EQ(ev.object_type, "invoice_payment");
+	CHECK_STR_EQ(ev.invoice, "in_1SPayInvoice000000000001");
+	CHECK_STR_EQ(ev.payment_intent, "pi_3SPayRenewalIntent0000001");
+	CHECK_STR_EQ(ev.charge, "");
+	CHECK_STR_EQ(ev.status, "paid");
+	CHECK(ev.has_amount_paid);
+	CHECK_INT_EQ(ev.amount_paid, 2000);
+
+	CHECK_INT_EQ(decode("{\"id\":\"evt_1\",\"type\":\"invoice_payment.paid\",\"created\":1,"
+						"\"livemode\":false,\"data\":{\"object\":{\"object\":\"invoice_payment\","
+						"\"invoice\":{\"id\":\"in_2\"},\"payment\":{\"type\":\"charge\","
+						"\"charge\":\"ch_2\"}}}}"), SP_EVENT_OK);
+	CHECK_STR_EQ(ev.invoice, "in_2");
+	CHECK_STR_EQ(ev.charge, "ch_2");
+	CHECK_STR_EQ(ev.payment_intent, "");
+
+	CHECK_INT_EQ(decode("{\"id\":\"evt_1\",\"type\":\"invoice_payment.paid\",\"created\":1,"
+						"\"livemode\":false,\"data\":{\"object\":{\"object\":\"invoice_payment\","
+						"\"payment\":\"pi_1\"}}}"), SP_EVENT_INVALID_FIELD);
+	CHECK_INT_EQ(decode("{\"id\":\"evt_1\",\"type\":\"invoice.paid\",\"created\":1,"
+						"\"livemode\":false,\"data\":{\"object\":{\"object\":\"invoice\","
+						"\"invoice\":\"in_9\"}}}"), SP_EVENT_OK);
+	CHECK_STR_EQ(ev.invoice, "");
+}
+
 TEST(event_refund_failed)
 {
 	CHECK_INT_EQ(decode_fixture("refund.failed.json"), SP_EVENT_OK);
@@ -1011,6 +1040,7 @@ unit_suite_event(void)
 	RUN(event_subscription_updated_2024);
 	RUN(event_subscription_deleted);
 	RUN(event_invoice_paid);
+	RUN(event_invoice_payment_paid);
 	RUN(event_invoice_paid_2024);
 	RUN(event_unhandled_type);
 	RUN(event_minimal);
