@@ -62,6 +62,8 @@ CREATE TABLE @extschema@.recurring_payment (
 	canceled_at		timestamptz,
 	livemode		boolean,
 	event_created	timestamptz,	/* of the newest event applied */
+	/* what that event changed from: its previous_attributes we read */
+	event_changed_from jsonb,
 	created_by		name NOT NULL,
 	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at		timestamptz NOT NULL DEFAULT pg_catalog.now()
@@ -666,9 +668,26 @@ BEGIN
 	prev := r.status;
 	prev_cape := r.cancel_at_period_end;
 	moved := stripepay._advances('subscription', r.status, r.event_created, target, at);
+	/*
+	 * Stripe's "created" counts seconds, and a subscription can change twice
+	 * in one (a renewal's period, then its declined payment).  Of two such
+	 * changes, the one in the state the applied event changed from is older.
+	 */
+	IF moved AND at = r.event_created AND r.event_changed_from IS NOT NULL
+	   AND target = coalesce(r.event_changed_from->>'status', r.status)
+	   AND coalesce((f->>'cancel_at_period_end')::boolean, r.cancel_at_period_end)
+		   = coalesce((r.event_changed_from->>'cancel_at_period_end')::boolean, r.cancel_at_period_end)
+	   AND (target IS DISTINCT FROM r.status
+			OR (f->>'cancel_at_period_end')::boolean IS DISTINCT FROM r.cancel_at_period_end) THEN
+		moved := false;
+	END IF;
 	UPDATE stripepay.recurring_payment SET
 		status = CASE WHEN moved THEN target ELSE status END,
 		event_created = CASE WHEN moved THEN at ELSE event_created END,
+		event_changed_from = CASE WHEN moved THEN nullif(jsonb_strip_nulls(jsonb_build_object(
+			'status', upper(nullif(f->>'previous_status', '')),
+			'cancel_at_period_end', (f->>'previous_cancel_at_period_end')::boolean)), '{}')
+			ELSE event_changed_from END,
 		subscription_id = coalesce(subscription_id, sub),
 		customer_id = coalesce(f->>'customer', customer_id),
 		price_id = CASE WHEN moved THEN coalesce(f->>'price_id', price_id) ELSE price_id END,

@@ -613,7 +613,19 @@ sp_event_read(const SpJtDoc *doc, SpEvent *ev)
 		else if (strcmp(ev->object_type, "refund") == 0)
 			sp_event_refund(&d, o, ev);
 		else if (strcmp(ev->object_type, "subscription") == 0)
+		{
+			int			previous = sp_event_object(&d, sp_event_member(&d, 0, "data"),
+												   "previous_attributes",
+												   "data.previous_attributes");
+
 			sp_event_subscription(&d, o, ev);
+			sp_event_string(&d, previous, "status", "data.previous_attributes.status",
+							ev->previous_status, sizeof(ev->previous_status));
+			sp_event_bool(&d, previous, "cancel_at_period_end",
+						  "data.previous_attributes.cancel_at_period_end",
+						  &ev->previous_cancel_at_period_end,
+						  &ev->has_previous_cancel_at_period_end);
+		}
 		else if (strcmp(ev->object_type, "invoice") == 0)
 			sp_event_invoice(&d, o, ev);
 		else if (strcmp(ev->object_type, "invoice_payment") == 0)

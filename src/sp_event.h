@@ -195,6 +195,13 @@ typedef struct SpEvent
 	bool		has_cancel_at_period_end;
 	long long	canceled_at;
 	bool		has_canceled_at;
+	/*
+	 * data.previous_attributes of an update: what the change was from, which
+	 * orders two changes made in the same second
+	 */
+	char		previous_status[SP_EVENT_WORD_SIZE];
+	bool		previous_cancel_at_period_end;
+	bool		has_previous_cancel_at_period_end;
 	char		price_id[SP_EVENT_ID_SIZE]; /* items.data[0].price.id, older
 											 * items.data[0].plan.id */
 

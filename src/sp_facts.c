@@ -98,6 +98,10 @@ sp_facts_json(const SpEvent *ev, char *buf, size_t size)
 		json_object_object_add(o, "cancel_at_period_end",
 							   json_object_new_boolean(ev->cancel_at_period_end));
 	put_int(o, "canceled_at", ev->has_canceled_at, ev->canceled_at);
+	put_text(o, "previous_status", ev->previous_status);
+	if (ev->has_previous_cancel_at_period_end)
+		json_object_object_add(o, "previous_cancel_at_period_end",
+							   json_object_new_boolean(ev->previous_cancel_at_period_end));
 	put_text(o, "price_id", ev->price_id);
 	put_text(o, "billing_reason", ev->billing_reason);
 	put_text(o, "sub_order_id", ev->sub_metadata_order_id);

@@ -332,6 +332,37 @@ TEST(event_subscription_updated)
 	CHECK_STR_EQ(ev.price_id, PRICE);
 }
 
+/* what a change was from orders two changes made in the same second */
+TEST(event_subscription_previous_attributes)
+{
+	CHECK_INT_EQ(decode_fixture("customer.subscription.updated.json"), SP_EVENT_OK);
+	CHECK(ev.has_previous_cancel_at_period_end);
+	CHECK(!ev.previous_cancel_at_period_end);
+	CHECK_STR_EQ(ev.previous_status, "");
+
+	CHECK_INT_EQ(decode("{\"id\":\"evt_1\",\"type\":\"customer.subscription.updated\","
+						"\"created\":1,\"livemode\":false,\"data\":{\"object\":"
+						"{\"object\":\"subscription\",\"status\":\"past_due\"},"
+						"\"previous_attributes\":{\"status\":\"active\"}}}"), SP_EVENT_OK);
+	CHECK_STR_EQ(ev.previous_status, "active");
+	CHECK(!ev.has_previous_cancel_at_period_end);
+
+	CHECK_INT_EQ(decode("{\"id\":\"evt_1\",\"type\":\"customer.subscription.updated\","
+						"\"created\":1,\"livemode\":false,\"data\":{\"object\":"
+						"{\"object\":\"subscription\"},\"previous_attributes\":[]}}"),
+				 SP_EVENT_INVALID_FIELD);
+	CHECK_INT_EQ(decode("{\"id\":\"evt_1\",\"type\":\"customer.subscription.updated\","
+						"\"created\":1,\"livemode\":false,\"data\":{\"object\":"
+						"{\"object\":\"subscription\"},\"previous_attributes\":"
+						"{\"status\":7}}}"), SP_EVENT_INVALID_FIELD);
+	/* only a subscription's are read */
+	CHECK_INT_EQ(decode("{\"id\":\"evt_1\",\"type\":\"payment_intent.succeeded\","
+						"\"created\":1,\"livemode\":false,\"data\":{\"object\":"
+						"{\"object\":\"payment_intent\"},\"previous_attributes\":"
+						"{\"status\":\"processing\"}}}"), SP_EVENT_OK);
+	CHECK_STR_EQ(ev.previous_status, "");
+}
+
 TEST(event_subscription_updated_2024)
 {
 	CHECK_INT_EQ(decode_fixture("customer.subscription.updated.2024-06-20.json"),
@@ -1041,6 +1072,7 @@ unit_suite_event(void)
 	RUN(event_subscription_deleted);
 	RUN(event_invoice_paid);
 	RUN(event_invoice_payment_paid);
+	RUN(event_subscription_previous_attributes);
 	RUN(event_invoice_paid_2024);
 	RUN(event_unhandled_type);
 	RUN(event_minimal);
