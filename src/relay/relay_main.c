@@ -16,7 +16,8 @@
  * database connection from a fixed pool (relay_pool.c) for its statement,
  * or shares one transaction with the requests that queued beside it.
  * SIGTERM or SIGINT stops accepting, lets the requests in flight finish,
- * and exits 0.
+ * and exits 0; a second signal cancels their statements and exits 0 at
+ * once (relay_stop_now).
  *
  *-------------------------------------------------------------------------
  */
@@ -75,7 +76,7 @@ typedef struct RelayConfig
 /* one HTTP request, from its headers to its log line */
 typedef struct RelayRequest
 {
-	int64_t		started_ms;
+	int64_t		started_ms;		/* headers in; for the log's ms= only */
 	RelayRoute	route;
 	char		endpoint[RELAY_ENDPOINT_BUFSIZE];	/* "" for /stripe */
 	char		method[16];
@@ -96,6 +97,7 @@ static __thread bool relay_closing_on_purpose;
 static RelayPool *relay_pool;
 static atomic_bool relay_stopping;
 static atomic_int relay_inflight;
+static atomic_int relay_cancelled = -1;	/* statements cancelled; -1 until done */
 
 int64_t
 relay_now_ms(void)
@@ -161,6 +163,19 @@ relay_mhd_log(void *cls, const char *fmt, va_list ap)
 	while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == '\r'))
 		msg[--len] = '\0';
 	relay_log("libmicrohttpd: %s", msg);
+}
+
+/*
+ * libmicrohttpd's unescaper, for the path and the query arguments: %HH is
+ * decoded as by its own, but %00 is left encoded, so that a NUL never cuts
+ * the path short (relay_unescape_path).
+ */
+static size_t
+relay_unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+	(void) cls;
+	(void) conn;
+	return relay_unescape_path(s);
 }
 
 /*
@@ -301,7 +316,7 @@ relay_ingest(struct MHD_Connection *conn, RelayRequest *req)
 	q.lengths = lengths;
 	q.formats = formats;
 
-	relay_pool_query(relay_pool, &q, req->started_ms, &out);
+	relay_pool_query(relay_pool, &q, &out);
 	free(req->body);
 	req->body = NULL;
 	memcpy(req->sqlstate, out.sqlstate, sizeof(req->sqlstate));
@@ -337,7 +352,7 @@ relay_health(struct MHD_Connection *conn, RelayRequest *req)
 	RelayOutcome out;
 
 	q.sql = "SELECT 1";
-	relay_pool_query(relay_pool, &q, req->started_ms, &out);
+	relay_pool_query(relay_pool, &q, &out);
 	memcpy(req->sqlstate, out.sqlstate, sizeof(req->sqlstate));
 	req->batch = out.batch;
 	if (out.http_status == 200)
@@ -610,7 +625,8 @@ relay_usage(FILE *out)
 			"Connect as a login role that is a member of stripepay_webhook, which may do\n"
 			"nothing but ingest.  Keep passwords out of the command line: use the\n"
 			"environment, PGPASSFILE or peer authentication.  SIGTERM or SIGINT stops\n"
-			"taking requests, finishes those in flight and exits 0.\n");
+			"taking requests, finishes those in flight and exits 0; a second signal\n"
+			"cancels their statements and exits 0 at once.\n");
 }
 
 /* flags override the environment, which overrides the defaults */
@@ -746,6 +762,44 @@ relay_configure(int argc, char **argv)
 	return 0;
 }
 
+static void *
+relay_cancel_all(void *arg)
+{
+	(void) arg;
+	atomic_store(&relay_cancelled, relay_pool_cancel(relay_pool));
+	return NULL;
+}
+
+/*
+ * Stops now, without waiting for the requests in flight: libmicrohttpd
+ * would join their threads, and a thread inside relay_pool_query may wait
+ * for a connection and then for its statement, the timeout each.  Their
+ * statements are cancelled, for at most a second (PQcancel may block on a
+ * server that does not answer), and the process exits at once.  What they
+ * did is rolled back by Postgres, or was committed; either is safe, since
+ * Stripe resends what was not answered 200 and ingestion is idempotent.
+ */
+static void
+relay_stop_now(const char *why)
+{
+	pthread_t	thread;
+
+	relay_log("%s: stopping now, abandoning %d request(s) in flight", why,
+			  atomic_load(&relay_inflight));
+	if (pthread_create(&thread, NULL, relay_cancel_all, NULL) == 0)
+	{
+		int64_t		until = relay_now_ms() + 1000;
+		struct timespec tick = {0, 10 * 1000000};
+
+		while (atomic_load(&relay_cancelled) < 0 && relay_now_ms() < until)
+			nanosleep(&tick, NULL);
+		if (atomic_load(&relay_cancelled) > 0)
+			relay_log("cancelled %d statement(s) in progress", atomic_load(&relay_cancelled));
+	}
+	relay_log("stopped");
+	_exit(0);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -792,6 +846,7 @@ main(int argc, char **argv)
 							  MHD_OPTION_EXTERNAL_LOGGER, relay_mhd_log, NULL,
 							  MHD_OPTION_LISTEN_SOCKET, lfd,
 							  MHD_OPTION_NOTIFY_COMPLETED, relay_completed, NULL,
+							  MHD_OPTION_UNESCAPE_CALLBACK, relay_unescape, NULL,
 							  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) RELAY_IDLE_TIMEOUT_S,
 							  MHD_OPTION_CONNECTION_LIMIT, (unsigned int) RELAY_MAX_CONNECTIONS,
 							  MHD_OPTION_END);
@@ -834,19 +889,19 @@ main(int argc, char **argv)
 
 	/*
 	 * A request waits at most the timeout for a connection, and its
-	 * statement the timeout again: past that, something is stuck.  A second
-	 * signal stops at once.
+	 * statement the timeout again: past that, something is stuck, and the
+	 * relay stops as on a second signal, which stops it at once.
 	 */
 	drain_deadline = relay_now_ms() + 2 * relay_config.timeout_ms + 5000;
-	while (atomic_load(&relay_inflight) > 0 && relay_now_ms() < drain_deadline)
+	while (atomic_load(&relay_inflight) > 0)
 	{
 		struct timespec tick = {0, 50 * 1000000};
 
-		if (sigtimedwait(&stop_signals, NULL, &tick) > 0)
-		{
-			relay_log("second signal: stopping now");
-			break;
-		}
+		if (relay_now_ms() >= drain_deadline)
+			relay_stop_now("requests still in flight at the drain deadline");
+		sig = sigtimedwait(&stop_signals, NULL, &tick);
+		if (sig == SIGTERM || sig == SIGINT)
+			relay_stop_now(sig == SIGTERM ? "second signal (SIGTERM)" : "second signal (SIGINT)");
 	}
 	MHD_stop_daemon(daemon);
 	if (lfd != MHD_INVALID_SOCKET)

@@ -9,6 +9,7 @@
  *
  *-------------------------------------------------------------------------
  */
+#include "../sp_hex.h"
 #include "relay_map.h"
 
 #include <ctype.h>
@@ -38,6 +39,40 @@ relay_endpoint_valid(const char *name, size_t len)
 			return false;
 	}
 	return true;
+}
+
+/*
+ * Decodes %HH in s, in place, as libmicrohttpd's own unescaper does, except
+ * that %00 stays as it is: a decoded NUL would end the C string the route
+ * is read from, so that "/stripe%00/payments" would be routed as "/stripe".
+ * Left encoded, it matches no route: such a path is 404.  A '%' that does
+ * not start two hex digits stays too.  Returns the new length; s never
+ * grows.
+ */
+size_t
+relay_unescape_path(char *s)
+{
+	size_t		r = 0;
+	size_t		w = 0;
+
+	while (s[r] != '\0')
+	{
+		if (s[r] == '%')
+		{
+			int			hi = sp_hex_digit((unsigned char) s[r + 1]);
+			int			lo = hi < 0 ? -1 : sp_hex_digit((unsigned char) s[r + 2]);
+
+			if (hi >= 0 && lo >= 0 && (hi | lo) != 0)
+			{
+				s[w++] = (char) (hi * 16 + lo);
+				r += 3;
+				continue;
+			}
+		}
+		s[w++] = s[r++];
+	}
+	s[w] = '\0';
+	return w;
 }
 
 /*

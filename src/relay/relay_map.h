@@ -43,6 +43,8 @@ typedef enum RelayErrorClass
 	RELAY_ERR_FAILED			/* 500: anything else, e.g. a user trigger */
 } RelayErrorClass;
 
+/* percent-decodes a request path in place, leaving %00 encoded */
+extern size_t relay_unescape_path(char *s);
 extern RelayRoute relay_route(const char *path, char *endpoint, size_t endpoint_size);
 extern bool relay_endpoint_valid(const char *name, size_t len);
 

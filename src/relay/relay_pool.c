@@ -53,6 +53,7 @@
 typedef struct RelaySlot
 {
 	PGconn	   *conn;			/* NULL until connected, and after a failure */
+	PGcancel   *cancel;			/* conn's cancel key, under the pool's lock */
 	bool		busy;			/* lent to a request */
 } RelaySlot;
 
@@ -72,6 +73,7 @@ struct RelayPool
 	int64_t		last_failure_log_ms;
 	bool		failing;		/* the last connection attempt failed */
 	bool		connected_once;
+	bool		cancelling;		/* relay_pool_cancel ran: free no cancel key */
 };
 
 static void
@@ -303,9 +305,35 @@ relay_connect(RelayPool *pool, int64_t deadline)
 	return conn;
 }
 
+/*
+ * The slot's connection is conn now; its cancel key is kept beside it, so
+ * that relay_pool_cancel, on another thread, never touches the PGconn.
+ */
 static void
-relay_drop(RelaySlot *slot)
+relay_adopt(RelayPool *pool, RelaySlot *slot, PGconn *conn)
 {
+	PGcancel   *cancel = PQgetCancel(conn);
+
+	slot->conn = conn;
+	pthread_mutex_lock(&pool->lock);
+	slot->cancel = cancel;
+	pthread_mutex_unlock(&pool->lock);
+}
+
+static void
+relay_drop(RelayPool *pool, RelaySlot *slot)
+{
+	PGcancel   *cancel;
+	bool		keep;
+
+	pthread_mutex_lock(&pool->lock);
+	cancel = slot->cancel;
+	slot->cancel = NULL;
+	/* relay_pool_cancel may be using it: the process is about to exit */
+	keep = pool->cancelling;
+	pthread_mutex_unlock(&pool->lock);
+	if (cancel != NULL && !keep)
+		PQfreeCancel(cancel);
 	if (slot->conn != NULL)
 		PQfinish(slot->conn);
 	slot->conn = NULL;
@@ -330,15 +358,18 @@ relay_ensure(RelayPool *pool, RelaySlot *slot, int64_t deadline)
 			!PQisBusy(slot->conn) &&
 			PQtransactionStatus(slot->conn) == PQTRANS_IDLE)
 			return true;
-		relay_drop(slot);
+		relay_drop(pool, slot);
 	}
 	for (;;)
 	{
+		PGconn	   *conn = relay_connect(pool, deadline);
 		int64_t		now;
 
-		slot->conn = relay_connect(pool, deadline);
-		if (slot->conn != NULL)
+		if (conn != NULL)
+		{
+			relay_adopt(pool, slot, conn);
 			return true;
+		}
 		now = relay_now_ms();
 		if (now >= deadline)
 			return false;
@@ -443,7 +474,7 @@ relay_run_one(RelayPool *pool, RelaySlot *slot, RelayJob *job)
 		if (timed_out)
 		{
 			/* the connection is mid-statement: it cannot be lent again */
-			relay_drop(slot);
+			relay_drop(pool, slot);
 			out->http_status = 504;
 			relay_set_message(out, "the database did not answer in time");
 			return;
@@ -463,7 +494,7 @@ relay_run_one(RelayPool *pool, RelaySlot *slot, RelayJob *job)
 		{
 			relay_note_failure(pool, "lost the database connection",
 							   out->sqlstate[0] ? out->sqlstate : out->message);
-			relay_drop(slot);
+			relay_drop(pool, slot);
 		}
 		PQclear(res);
 		if (attempt == 0 && relay_error_retryable(cls))
@@ -515,7 +546,7 @@ relay_batch_failure(RelayPool *pool, RelaySlot *slot, const PGresult *res,
 		relay_note_failure(pool, "lost the database connection",
 						   why->sqlstate[0] ? why->sqlstate : why->message);
 	/* mid-transaction or mid-pipeline: the connection cannot be lent again */
-	relay_drop(slot);
+	relay_drop(pool, slot);
 }
 
 /* an event's statement succeeded for now: it counts once COMMIT has */
@@ -755,7 +786,7 @@ relay_run_pipelined(RelayPool *pool, RelaySlot *slot, RelayJob **jobs, int n)
 	if (!committed)
 		relay_fail_batch(jobs, n, &why);
 	else if (PQexitPipelineMode(conn) != 1)
-		relay_drop(slot);
+		relay_drop(pool, slot);
 }
 
 /* one statement of a batch sent without pipelining: NULL when it broke */
@@ -970,9 +1001,10 @@ relay_unqueue(RelayPool *pool, RelayJob *job)
 }
 
 /*
- * Runs query on a pooled connection, for a request that started at
- * started_ms: a connection must be had within the timeout, and each
- * statement then has the timeout of its own (statement_timeout).
+ * Runs query on a pooled connection: a connection must be had within the
+ * timeout, counted from this call (the time the request's body took to
+ * arrive is not a wait for a connection), and each statement then has the
+ * timeout of its own (statement_timeout).
  *
  * Requests queue; whichever request's thread finds a connection free takes
  * what is queued at that moment, up to the batch size, and runs it as one
@@ -983,8 +1015,7 @@ relay_unqueue(RelayPool *pool, RelayJob *job)
  * WAL flush make expensive.
  */
 void
-relay_pool_query(RelayPool *pool, const RelayQuery *query, int64_t started_ms,
-				 RelayOutcome *out)
+relay_pool_query(RelayPool *pool, const RelayQuery *query, RelayOutcome *out)
 {
 	RelayJob	job;
 	pthread_condattr_t attr;
@@ -993,7 +1024,7 @@ relay_pool_query(RelayPool *pool, const RelayQuery *query, int64_t started_ms,
 	memset(&job, 0, sizeof(job));
 	job.query = query;
 	job.out = out;
-	job.deadline = started_ms + pool->timeout_ms;
+	job.deadline = relay_now_ms() + pool->timeout_ms;
 	/* deadlines are on the monotonic clock, and so is the wait for a slot */
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -1057,6 +1088,42 @@ relay_pool_query(RelayPool *pool, const RelayQuery *query, int64_t started_ms,
 	pthread_cond_destroy(&job.wake);
 }
 
+/*
+ * Asks the server to cancel the statements running on every busy
+ * connection, for a relay that stops at once: what they did is rolled back,
+ * or was committed, and either is safe, since Stripe resends what was not
+ * answered 200 and ingestion is idempotent.  Afterwards no cancel key is
+ * freed (the threads that own them go on): call it only before exiting.
+ * PQcancel makes a connection of its own and may block on an unreachable
+ * server.  Returns how many cancel requests were sent.
+ */
+int
+relay_pool_cancel(RelayPool *pool)
+{
+	PGcancel  **cancels = calloc((size_t) pool->size, sizeof(PGcancel *));
+	int			n = 0;
+	int			sent = 0;
+	int			i;
+
+	pthread_mutex_lock(&pool->lock);
+	pool->cancelling = true;
+	for (i = 0; cancels != NULL && i < pool->size; i++)
+	{
+		if (pool->slots[i].busy && pool->slots[i].cancel != NULL)
+			cancels[n++] = pool->slots[i].cancel;
+	}
+	pthread_mutex_unlock(&pool->lock);
+	for (i = 0; i < n; i++)
+	{
+		char		errbuf[256];
+
+		if (PQcancel(cancels[i], errbuf, (int) sizeof(errbuf)))
+			sent++;
+	}
+	free(cancels);
+	return sent;
+}
+
 RelayPool *
 relay_pool_create(const char *dsn, int size, int timeout_ms, int batch, bool pipeline)
 {
@@ -1091,7 +1158,7 @@ relay_pool_destroy(RelayPool *pool)
 	if (pool == NULL)
 		return;
 	for (i = 0; i < pool->size; i++)
-		relay_drop(&pool->slots[i]);
+		relay_drop(pool, &pool->slots[i]);
 	pthread_mutex_destroy(&pool->lock);
 	free(pool->slots);
 	free(pool->dsn);

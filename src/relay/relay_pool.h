@@ -46,7 +46,8 @@ typedef struct RelayOutcome
 extern RelayPool *relay_pool_create(const char *dsn, int size, int timeout_ms,
 									int batch, bool pipeline);
 extern void relay_pool_destroy(RelayPool *pool);
+extern int	relay_pool_cancel(RelayPool *pool);
 extern void relay_pool_query(RelayPool *pool, const RelayQuery *query,
-							 int64_t started_ms, RelayOutcome *out);
+							 RelayOutcome *out);
 
 #endif							/* RELAY_POOL_H */

@@ -268,7 +268,9 @@ def setup():
     # ingest made slow on purpose, for events whose id says so
     q("""CREATE FUNCTION public.relay_slow() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN
-           IF NEW.id LIKE 'evt_relayslow%' THEN PERFORM pg_sleep(1.5); END IF;
+           IF NEW.id LIKE 'evt_relayslow%' THEN PERFORM pg_sleep(1.5);
+           ELSIF NEW.id LIKE 'evt_relaystuck%' THEN PERFORM pg_sleep(60);
+           END IF;
            RETURN NEW;
          END $$;
          CREATE TRIGGER relay_slow AFTER INSERT ON stripepay.webhook_event
@@ -389,6 +391,27 @@ def test_wrong_path_and_method():
                                 ("DELETE", "/healthz", "GET, HEAD")]:
         status, hdrs, _ = request(MAIN.port, method, path, b"" if method != "GET" else None)
         check_eq((status, hdrs.get("allow")), (405, allow), f"{method} {path}")
+
+
+def test_nul_in_path_is_404():
+    # libmicrohttpd decodes %00 into the C string the route is read from:
+    # "/stripe%00/payments" must not be routed as "/stripe"
+    for method, path in [("POST", "/stripe%00/payments"), ("POST", "/stripe/payments%00/../x"),
+                         ("POST", "/stripe/payments%00"), ("POST", "/stripe%00"),
+                         ("GET", "/healthz%00.html"), ("GET", "/healthz%00"),
+                         ("POST", "/stripe%2500")]:
+        e = plan_event()
+        body = body_of(e) if method == "POST" else None
+        headers = {"Stripe-Signature": sign(body, PAYMENTS_SECRET)} if body else {}
+        status, _, data = request(MAIN.port, method, path, body, headers)
+        check_eq((status, data), (404, {"error": "not found"}), f"{method} {path}")
+        if body:
+            check_eq(stored([e["id"]]), 0, f"nothing stored for {path}")
+    # the rest of the decoding is as before
+    check_eq(request(MAIN.port, "GET", "/health%7A")[0], 200, "GET /health%7A")
+    check_eq(request(MAIN.port, "GET", "/healthz?probe=%00")[0], 200, "%00 in the query string")
+    check_eq(deliver(MAIN.port, plan_event(), PAYMENTS_SECRET, "/stripe/%70ayments")[0], 200,
+             "/stripe/%70ayments")
 
 
 def test_keep_alive():
@@ -621,6 +644,46 @@ def test_pool_exhausted_gets_503():
     check(504 in statuses, f"statement_timeout answers 504: {statuses}")
     check(max(t for _, t in results) < 4, f"no hang: {results}")
     return f"statuses {statuses}"
+
+
+def test_slow_upload_is_not_a_wait_for_a_connection():
+    # the wait for a pooled connection starts when the body is in: a body
+    # that takes longer than --timeout-ms to arrive, on an idle pool, lands
+    relay = Relay("slow-upload", args=["--pool", "1", "--timeout-ms", "300"]).start()
+    try:
+        check_eq(request(relay.port, "GET", "/healthz")[0], 200, "the pool is connected")
+        e = plan_event()
+        body = body_of(e)
+        head = (f"POST /stripe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                f"Stripe-Signature: {sign(body)}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+        pieces = [body[i * len(body) // 6:(i + 1) * len(body) // 6] for i in range(6)]
+        s = socket.create_connection(("127.0.0.1", relay.port), timeout=10)
+        try:
+            started = time.monotonic()
+            s.sendall(head)
+            for piece in pieces:
+                time.sleep(0.2)     # 1.2 s for the body, four times the timeout
+                s.sendall(piece)
+            answer = b""
+            while True:
+                part = s.recv(65536)
+                if not part:
+                    break
+                answer += part
+            took = time.monotonic() - started
+        finally:
+            s.close()
+        m = re.match(rb"HTTP/1\.1 (\d{3})", answer)
+        check(m is not None, f"an HTTP answer: {answer[:80]!r}")
+        check_eq(int(m.group(1)), 200, f"status of a slow upload: {answer[-200:]!r}")
+        check(took < 5, f"took {took:.2f} s")
+        check_eq(stored([e["id"]]), 1, "stored")
+    finally:
+        check_eq(relay.stop(), 0, "exit code")
+    # the log's ms= still counts from the headers
+    ms = [int(m["ms"]) for m in map(REQUEST_LINE.match, relay.log().splitlines())
+          if m and m["event"] == e["id"]]
+    check(len(ms) == 1 and ms[0] >= 1000, f"the log line's ms= covers the upload: {ms}")
 
 
 def test_log_lines():
@@ -917,6 +980,57 @@ def test_sigterm_finishes_in_flight():
     check("SIGTERM: finishing 1 request(s) in flight" in relay.log(), "the stop is logged")
 
 
+def test_second_signal_stops_at_once():
+    # a statement that would run for a minute: the first SIGTERM waits for
+    # it, the second stops the relay at once and cancels it
+    app = "relay-second-signal"
+    relay = Relay("second-signal", args=["--dsn", dsn(application_name=app), "--pool", "2",
+                                         "--timeout-ms", "120000"], use_dsn=False).start()
+    stuck = plan_event(uid("evt_relaystuck"))
+    got = []
+
+    def send():
+        try:
+            got.append(deliver(relay.port, stuck)[0])
+        except (OSError, http.client.HTTPException) as err:
+            got.append(type(err).__name__)
+    t = threading.Thread(target=send, daemon=True)
+    try:
+        t.start()
+        wait_for_sleeping_ingest()
+        relay.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        check_eq(relay.proc.poll(), None, "still draining after the first signal")
+        relay.proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        try:
+            rc = relay.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            rc = None
+        took = time.monotonic() - started
+        check(rc is not None and took < 2, f"stopped {took:.2f} s after the second signal (rc {rc})")
+        check_eq(rc, 0, "exit code")
+        t.join(10)
+        check(got and got[0] != 200, f"the abandoned request was not answered 200: {got}")
+        # its statement was cancelled: no backend of the relay sleeps on
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            left = one(f"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}' "
+                       f"AND wait_event = 'PgSleep'")
+            if left == "0":
+                break
+            time.sleep(0.05)
+        check_eq(left, "0", "backends still running the abandoned statement")
+        check_eq(stored([stuck["id"]]), 0, "the cancelled event is not stored")
+    finally:
+        relay.stop(signal.SIGKILL)
+        terminate_relay_backends(app)
+    log = relay.log()
+    check("second signal (SIGTERM): stopping now" in log, "the stop is logged")
+    check("cancelled 1 statement(s)" in log, "the cancel is logged")
+    return f"stopped {took:.2f} s after the second signal"
+
+
 def test_valgrind_clean():
     if shutil.which("valgrind") is None:
         raise AssertionError("valgrind is not installed")
@@ -1131,6 +1245,7 @@ def main():
             test_named_endpoint_routing,
             test_refused_events_get_400_with_sqlstate,
             test_wrong_path_and_method,
+            test_nul_in_path_is_404,
             test_keep_alive,
             test_body_cap,
             test_healthz,
@@ -1141,6 +1256,7 @@ def main():
             test_no_database_gets_503_not_a_hang,
             test_silent_database_is_not_a_hang,
             test_pool_exhausted_gets_503,
+            test_slow_upload_is_not_a_wait_for_a_connection,
             test_batch_one_failing_trigger_pipelined,
             test_batch_one_failing_trigger_unpipelined,
             test_batch_bad_signatures_among_good_pipelined,
@@ -1149,6 +1265,7 @@ def main():
             test_batch_commit_failure_answers_5xx_to_all,
             test_batches_form_under_concurrency,
             test_sigterm_finishes_in_flight,
+            test_second_signal_stops_at_once,
             test_valgrind_clean,
             test_fault_postgres_restart,
             test_fault_relay_killed,

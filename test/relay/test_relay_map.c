@@ -2,7 +2,7 @@
  *
  * test_relay_map.c
  *		Unit tests of src/relay/relay_map.c: routes, the SQLSTATE to HTTP
- *		mapping, JSON bodies, log lines and option parsing.
+ *		mapping, JSON bodies, log lines, option parsing and path unescaping.
  *
  * Built under AddressSanitizer and UBSan by test/relay/Makefile; prints one
  * line per check that fails and "relay-unit: N passed, M failed".
@@ -288,6 +288,31 @@ test_parsing(void)
 	CHECK(!relay_parse_size("", 1, 1 << 26, &v));
 }
 
+static void
+test_unescape(void)
+{
+	char		s[64];
+	char		ep[RELAY_ENDPOINT_BUFSIZE];
+
+	strcpy(s, "/stripe/%70ayments%2F%2fx");
+	CHECK(relay_unescape_path(s) == strlen("/stripe/payments//x"));
+	CHECK_STR(s, "/stripe/payments//x");
+	/* a decoded NUL would cut the route short: it stays encoded */
+	strcpy(s, "/stripe%00/payments");
+	relay_unescape_path(s);
+	CHECK_STR(s, "/stripe%00/payments");
+	CHECK(relay_route(s, ep, sizeof(ep)) == RELAY_ROUTE_NOT_FOUND);
+	/* a '%' without two hex digits stays, even at the end */
+	strcpy(s, "/a%zz%4%");
+	relay_unescape_path(s);
+	CHECK_STR(s, "/a%zz%4%");
+	strcpy(s, "%e2%82%ac");
+	relay_unescape_path(s);
+	CHECK_STR(s, "\xe2\x82\xac");
+	strcpy(s, "");
+	CHECK(relay_unescape_path(s) == 0);
+}
+
 int
 main(void)
 {
@@ -296,6 +321,7 @@ main(void)
 	test_json();
 	test_log();
 	test_parsing();
+	test_unescape();
 	printf("relay-unit: %d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
