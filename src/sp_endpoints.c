@@ -5,10 +5,11 @@
  *		of the actionflows, made in the Stripe account, their signing secrets
  *		stored.
  *
- * Each endpoint carries only the events of its own flow, as Momen's module
- * does; events of any other type can still be acted on through triggers on
- * webhook_event, with no extra endpoint.  Stripe returns an endpoint's secret
- * only when it is created, so an endpoint whose secret we lack is made anew.
+ * Each endpoint carries only the events of its own flow: every event Stripe
+ * sends is a request the relay and the database answer.  Events of any other
+ * type can still be acted on through triggers on webhook_event, with no
+ * extra endpoint.  Stripe returns an endpoint's secret only when it is
+ * created, so an endpoint whose secret we lack is made anew.
  *
  *-------------------------------------------------------------------------
  */
