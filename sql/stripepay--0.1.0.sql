@@ -534,7 +534,8 @@ BEGIN
 		 LIMIT 1 FOR UPDATE;
 		IF p.id IS NULL OR ramount IS NULL OR ramount <= 0 THEN
 			IF p.id IS NULL AND ramount > 0 THEN
-				PERFORM stripepay._wait(f, f->>'payment_intent', f->>'charge');
+				PERFORM stripepay._wait(f, f->>'payment_intent', f->>'charge',
+										CASE WHEN f->>'object_type' = 'charge' THEN f->>'object_id' END);
 			END IF;
 			links.order_id := stripepay._id(f->>'order_id');
 			RETURN links;
@@ -612,6 +613,10 @@ BEGIN
 	IF links.payment_id IS NULL THEN
 		SELECT order_id, id INTO links.order_id, links.payment_id FROM stripepay.payment_record
 		 WHERE payment_intent_id = f->>'payment_intent' OR charge_id = f->>'object_id' LIMIT 1;
+	END IF;
+	IF links.payment_id IS NULL THEN
+		/* to be linked to its payment once that is known */
+		PERFORM stripepay._wait(f, f->>'payment_intent', f->>'object_id');
 	END IF;
 	RETURN links;
 END
