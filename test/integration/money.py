@@ -58,6 +58,13 @@ def stripe_refunds(pid):
             and not r.get("replayed") and r["params"].get("payment_intent") == pi]
 
 
+def refunds_at_stripe(pid):
+    """The Refund objects the emulator holds for the payment's PaymentIntent."""
+    pi = one(f"SELECT payment_intent_id FROM stripepay.payment_record WHERE id = {pid}")
+    check(pi, f"payment {pid} has no PaymentIntent")
+    return [r for r in emulator("GET", "/_emulator/objects").get("refund", []) if r.get("payment_intent") == pi]
+
+
 # --- refunds ---------------------------------------------------------------------
 
 def test_refund_request_and_webhook_confirmation():
@@ -143,6 +150,35 @@ def test_refund_retried_after_rollback_does_not_refund_twice():
     # a new refund after that one is a new operation, with a new key
     check_eq(q(f"SELECT amount FROM stripepay.stripe_refund({pid}, 500)"), [["500"]], "a second refund")
     check_eq(len(stripe_refunds(pid)), 2, "refunds at Stripe")
+
+
+def test_refund_retried_after_its_webhooks_claims_the_refund_they_recorded():
+    # Stripe sends the refund's webhooks within seconds, so they usually land
+    # before the admin retries a stripe_refund() that rolled back.  They are
+    # kept as a refund nobody has claimed yet; the retry's idempotency key
+    # used to count that refund as already refunded, so it was a new key and
+    # Stripe refunded the customer a second time.
+    pid = paid_payment(3000)
+    start = len(emulator_events())
+    first = q(f"BEGIN; SELECT stripe_refund_id FROM stripepay.stripe_refund({pid}, 1000); ROLLBACK;")[0][0]
+    deliver_all(start)
+    check_eq(q(f"SELECT stripe_refund_id, amount, unclaimed_key IS NOT NULL, created_by FROM stripepay.refund"
+               f" WHERE payment_id = {pid}"), [[first, "1000", "t", "stripe"]], "the refund its webhooks recorded")
+    retry = q(f"SET ROLE regress_sp_boss; SELECT id, stripe_refund_id, amount FROM stripepay.stripe_refund({pid}, 1000)")
+    check_eq([r[1:] for r in retry], [[first, "1000"]], "the retry returns the refund Stripe made")
+    check_eq(q(f"SELECT id, unclaimed_key, created_by FROM stripepay.refund WHERE payment_id = {pid}"),
+             [[retry[0][0], "", "regress_sp_boss"]], "the claimed refund")
+    check_eq(len(stripe_refunds(pid)), 1, "refunds made at Stripe")
+    check_eq(len(refunds_at_stripe(pid)), 1, "refund objects at Stripe")
+    check_eq(one(f"SELECT amount_refunded FROM stripepay.payment_record WHERE id = {pid}"), "1000", "refunded")
+    # another amount after that is another operation
+    start = len(emulator_events())
+    second = q(f"SELECT stripe_refund_id, amount FROM stripepay.stripe_refund({pid}, 500)")
+    check(second[0][0] != first and second[0][1] == "500", f"second refund {second}")
+    deliver_all(start)
+    check_eq(len(refunds_at_stripe(pid)), 2, "refund objects at Stripe after a different amount")
+    check_eq(q(f"SELECT amount_refunded, (SELECT count(*) FROM stripepay.refund WHERE payment_id = {pid})"
+               f"  FROM stripepay.payment_record WHERE id = {pid}"), [["1500", "2"]], "refunded, refunds")
 
 
 def test_only_admins_refund():
@@ -244,9 +280,81 @@ def test_renewals_become_payments_once():
     check_eq(one(f"SELECT count(*) FROM stripepay.webhook_event WHERE type = 'invoice.payment_failed' "
                  f"AND recurring_payment_id = {rp}"), "1", "the failure is recorded and linked")
     # the renewal payment refunds like any other
+    # (invoice.paid names no PaymentIntent in the pinned API version; invoice_payment.paid does)
     renewal = one(f"SELECT id FROM stripepay.payment_record WHERE recurring_payment_id = {rp}")
-    if one(f"SELECT coalesce(payment_intent_id, charge_id) FROM stripepay.payment_record WHERE id = {renewal}"):
-        check_eq(q(f"SELECT amount FROM stripepay.stripe_refund({renewal}, 2000)"), [["2000"]], "renewal refund")
+    check_eq(q(f"SELECT amount FROM stripepay.stripe_refund({renewal}, 2000)"), [["2000"]], "renewal refund")
+
+
+def test_renewal_learns_its_payment_intent_from_invoice_payment_in_either_order():
+    # In the pinned API version invoice.paid names no PaymentIntent: only
+    # invoice_payment.paid does.  Without it the renewal payment never knew
+    # its PaymentIntent, so a dashboard refund of it matched no payment and
+    # stripe_refund() had nothing to refund.
+    for n, last in enumerate((False, True)):
+        rp, sub, p = subscribed(4010 + n)
+        start = len(emulator_events())
+        emulator("POST", f"/_emulator/subscriptions/{sub}/renew", {})
+        events = emulator_events()[start:]
+        inv = next(e for e in events if e["type"] == "invoice.paid")["data"]["object"]
+        check_eq(inv.get("payment_intent"), None, "invoice.paid's payment_intent")
+        inpay = next(e for e in events if e["type"] == "invoice_payment.paid")
+        check_eq(inpay["data"]["object"]["invoice"], inv["id"], "the invoice_payment's invoice")
+        pi = inpay["data"]["object"]["payment"]["payment_intent"]
+        types = [e["type"] for e in events]
+        check(types.index("invoice_payment.paid") < types.index("invoice.paid"), f"emitted order {types}")
+        if last:                        # the other order: after invoice.paid and everything else
+            events = [e for e in events if e is not inpay] + [inpay]
+        for e in events:
+            body = event_bytes(e)
+            ingest(body, sign(body), db=DB)
+        what = "invoice_payment.paid " + ("last" if last else "before invoice.paid")
+        check_eq(q(f"SELECT kind, status, invoice_id, payment_intent_id FROM stripepay.payment_record"
+                   f" WHERE recurring_payment_id = {rp}"), [["RENEWAL", "SUCCESSFUL", inv["id"], pi]],
+                 f"renewal payment, {what}")
+        check_eq(one(f"SELECT count(*) FROM stripepay.waiting_event WHERE event_id = '{inpay['id']}'"), "0",
+                 f"still waiting, {what}")
+        renewal = one(f"SELECT id FROM stripepay.payment_record WHERE recurring_payment_id = {rp}")
+        start = len(emulator_events())
+        emulator("POST", "/_emulator/refunds", {"payment_intent": pi, "amount": 700})
+        refund_events = emulator_events()[start:]
+        deliver_all(start)
+        at_stripe = next(e for e in refund_events if e["type"] == "charge.refunded")["data"]["object"]["amount_refunded"]
+        check_eq(q(f"SELECT amount_refunded, (SELECT count(*) FROM stripepay.refund WHERE payment_id = {renewal})"
+                   f"  FROM stripepay.payment_record WHERE id = {renewal}"), [[str(at_stripe), "1"]],
+                 f"dashboard refund of the renewal counted, {what}")
+        check_eq(q(f"SELECT amount FROM stripepay.stripe_refund({renewal}, 100)"), [["100"]], f"stripe_refund, {what}")
+        check_eq(len(stripe_refunds(renewal)), 1, "refunds requested for the renewal's PaymentIntent")
+        check_eq(one(f"SELECT amount_refunded FROM stripepay.payment_record WHERE id = {renewal}"), "800",
+                 f"refunded, {what}")
+
+
+def test_two_subscription_changes_in_one_second_end_in_stripes_state():
+    # A declined renewal: Stripe moves the subscription to the new period
+    # (still active), then to past_due, both stamped with the same second.
+    # Neither status outranks the other, so the second event looked no newer
+    # than the first, and delivered the other way round the subscription
+    # ended ACTIVE.  past_due's previous_attributes say which came first.
+    rp, sub, p = subscribed(4012)
+    start = len(emulator_events())
+    emulator("POST", f"/_emulator/subscriptions/{sub}/fail_renewal", {})
+    evs = [e for e in emulator_events()[start:] if e["type"].startswith("customer.subscription.")]
+    check_eq([(e["data"]["object"]["status"], e["created"] - evs[0]["created"],
+               e["data"].get("previous_attributes", {}).get("status")) for e in evs],
+             [("active", 0, None), ("past_due", 0, "active")], "the emulator's pair")
+    before = q(f"SELECT status, event_created, event_changed_from FROM stripepay.recurring_payment WHERE id = {rp}")[0]
+    check_eq(before[0], "ACTIVE", "status before the failed renewal")
+    ids = ", ".join(f"'{e['id']}'" for e in evs)
+    changed_from = "NULL" if before[2] == "" else "'" + before[2] + "'::jsonb"
+    for order in (evs, evs[::-1]):
+        q(f"DELETE FROM stripepay.subscription_flow WHERE event_id IN ({ids});"
+          f"DELETE FROM stripepay.webhook_event WHERE id IN ({ids});"
+          f"UPDATE stripepay.recurring_payment SET status = '{before[0]}', event_created = '{before[1]}',"
+          f"  event_changed_from = {changed_from} WHERE id = {rp}")
+        for e in order:
+            body = event_bytes(e)
+            ingest(body, sign(body), db=DB)
+        check_eq(one(f"SELECT status FROM stripepay.recurring_payment WHERE id = {rp}"), "PAST_DUE",
+                 f"after {[e['data']['object']['status'] for e in order]}")
 
 
 def test_cancel_at_period_end_resume_and_cancel_now():
@@ -297,11 +405,14 @@ if __name__ == "__main__":
             test_refunds_never_exceed_what_is_left,
             test_concurrent_refunds_cannot_both_pass,
             test_refund_retried_after_rollback_does_not_refund_twice,
+            test_refund_retried_after_its_webhooks_claims_the_refund_they_recorded,
             test_only_admins_refund,
             test_hostile_strings_are_refused_cleanly,
             test_subscribe_request_and_activation,
             test_subscribe_refuses_bad_prices_and_stores_nothing,
             test_renewals_become_payments_once,
+            test_renewal_learns_its_payment_intent_from_invoice_payment_in_either_order,
+            test_two_subscription_changes_in_one_second_end_in_stripes_state,
             test_cancel_at_period_end_resume_and_cancel_now,
             test_cancel_before_checkout_completes_expires_the_session,
         ])

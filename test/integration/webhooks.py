@@ -438,6 +438,67 @@ def test_refund_lifecycle_in_any_order_counts_only_what_stands():
     check_eq(flows, [["SUCCEEDED", "f"], ["FAILED", "f"]], "refund flows of the last round")
 
 
+def test_a_refund_before_its_payments_events_waits_and_counts_once():
+    # A dashboard refund's events can beat the payment's own (Stripe retries
+    # checkout.session.completed after a 5xx): the row has no PaymentIntent
+    # or charge id yet, so the refund names nothing we know.  It used to be
+    # dropped, leaving amount_refunded at 0 for good; it must wait instead.
+    pid, sess, events = pay_and_complete(7009, amount=3000)
+    pi = next(e for e in events if e["type"] == "payment_intent.succeeded")["data"]["object"]["id"]
+    emulator("POST", "/_emulator/refunds", {"payment_intent": pi, "amount": 1000})
+    events = emulator_events()
+    stripe_refunded = next(e for e in events if e["type"] == "charge.refunded")["data"]["object"]["amount_refunded"]
+    check_eq(stripe_refunded, 1000, "Stripe's charge.amount_refunded")
+    is_refund = lambda e: e["type"] in ("refund.created", "refund.updated", "charge.refunded")
+    ids = "ARRAY[" + ", ".join(f"'{e['id']}'" for e in events) + "]"
+
+    def reset():
+        q(f"DELETE FROM stripepay.refund_flow WHERE payment_id = {pid}; DELETE FROM stripepay.payment_flow WHERE payment_id = {pid};"
+          f"DELETE FROM stripepay.waiting_event WHERE event_id = ANY ({ids}); DELETE FROM stripepay.webhook_event WHERE id = ANY ({ids});"
+          f"DELETE FROM stripepay.refund WHERE payment_id = {pid};"
+          f"UPDATE stripepay.payment_record SET status = 'PENDING', event_created = NULL, payment_intent_id = NULL,"
+          f"  charge_id = NULL, amount_refunded = 0 WHERE id = {pid}")
+
+    def settled(what):
+        check_eq(q(f"SELECT status, amount_refunded, (SELECT count(*) FROM stripepay.refund WHERE payment_id = {pid}),"
+                   f"       (SELECT count(*) FROM stripepay.waiting_event WHERE event_id = ANY ({ids}))"
+                   f"  FROM stripepay.payment_record WHERE id = {pid}"),
+                 [["SUCCESSFUL", str(stripe_refunded), "1", "0"]],
+                 f"status, amount_refunded, refunds, waiting events after {what}")
+
+    # every refund event first: they wait, counted only once the payment learns its ids
+    reset()
+    for e in [e for e in events if is_refund(e)]:
+        deliver(e)
+    check(int(one(f"SELECT count(*) FROM stripepay.waiting_event WHERE event_id = ANY ({ids})")) > 0, "nothing waits")
+    check_eq(one(f"SELECT amount_refunded FROM stripepay.payment_record WHERE id = {pid}"), "0", "counted early")
+    for e in [e for e in events if not is_refund(e)]:
+        deliver(e)
+    settled("the refund's events, then the payment's")
+    check_eq(q(f"SELECT type FROM stripepay.webhook_event WHERE id = ANY ({ids})"
+               f"   AND ((type LIKE 'refund.%' AND (payment_id IS DISTINCT FROM {pid} OR refund_id IS NULL))"
+               f"     OR (type = 'charge.refunded' AND payment_id IS DISTINCT FROM {pid}))"),
+             [], "waited refund events not linked to the payment (and refund)")
+    for e in events:                   # Stripe's retries change nothing
+        check_eq(deliver(e)[2], True, f"already_processed for {e['type']}")
+    settled("redelivery")
+    rng = random.Random(7009)
+    early = 0
+    for _ in range(20):
+        reset()
+        order = events[:]
+        rng.shuffle(order)
+        types = [e["type"] for e in order]
+        # the old code lost the refund when refund.created came before every event giving the payment its ids
+        early += types.index("refund.created") < min(
+            i for i, t in enumerate(types) if t.startswith(("payment_intent.", "checkout.session.")))
+        for e in order:
+            deliver(e)
+        settled(types)
+    check(early >= 3, f"only {early} of 20 shuffles put the refund before the payment's ids")
+    return f"20 shuffles, {early} with the refund before the payment's ids"
+
+
 def test_events_we_do_not_act_on_are_recorded_and_linked():
     pid, sess, events = pay_and_complete(7008)
     for e in events:
@@ -472,6 +533,52 @@ def test_an_unknown_payment_is_adopted_from_its_metadata():
     e2["data"]["object"]["metadata"] = {}
     deliver(e2)
     check_eq(one(f"SELECT count(*) FROM stripepay.webhook_event WHERE id = '{e2['id']}'"), "1", "kept")
+
+
+def test_concurrent_events_of_an_unknown_payment_adopt_it_once():
+    # Stripe sends a payment's events at once, from several connections.  For
+    # a payment we have no row for (its stripe_pay() rolled back, or it was
+    # made in the dashboard) there was no row to lock, so every session
+    # inserted one and all but the first failed on a unique violation.
+    errors, trials = [], 5
+    for trial in range(trials):
+        oid = 7300 + trial
+        q(f"INSERT INTO orders (id) VALUES ({oid})")
+        pi, cs, ch = "pi_" + uid("race"), "cs_test_" + uid("race"), "ch_" + uid("race")
+        md = {"order_id": str(oid), "stripepay_payment_id": "987654322"}
+        t = int(time.time())
+        succeeded = fixture("payment_intent.succeeded", id="evt_" + uid("race"), created=t)
+        succeeded["data"]["object"].update(id=pi, metadata=md, latest_charge=ch, amount=1500,
+                                           amount_received=1500, currency="usd")
+        processing = copy.deepcopy(succeeded)
+        processing.update(id="evt_" + uid("race"), type="payment_intent.processing", created=t - 1)
+        processing["data"]["object"]["status"] = "processing"
+        completed = fixture("checkout.session.completed", id="evt_" + uid("race"), created=t)
+        completed["data"]["object"].update(id=cs, payment_intent=pi, metadata=md, amount_total=1500,
+                                           currency="usd")
+        bodies = [event_bytes(e) for e in (succeeded, processing, completed)]
+        # connected first, then all three at the same instant
+        at = one("SELECT (clock_timestamp() + interval '0.8 s')::text")
+
+        def worker(body):
+            try:
+                q(f"SELECT pg_sleep_until('{at}'::timestamptz);"
+                  f"SELECT stripepay.stripe_ingest_webhook('\\x{body.hex()}'::bytea, '{sign(body)}')")
+            except Exception as err:  # reported below
+                errors.append(f"trial {trial}: {err}")
+
+        threads = [threading.Thread(target=worker, args=(b,)) for b in bodies]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(60)
+        check_eq(errors, [], "errors of concurrent deliveries")
+        check_eq(q(f"SELECT status, checkout_session_id, payment_intent_id, created_by FROM stripepay.payment_record"
+                   f" WHERE order_id = {oid}"), [["SUCCESSFUL", cs, pi, "stripe"]], f"trial {trial}: payments")
+        check_eq(one(f"SELECT count(*) FROM stripepay.webhook_event WHERE payment_id = "
+                     f"(SELECT id FROM stripepay.payment_record WHERE order_id = {oid})"), "3",
+                 f"trial {trial}: events linked to the payment")
+    return f"{trials} trials"
 
 
 def test_only_the_webhook_role_and_admins_may_ingest():
@@ -674,7 +781,9 @@ if __name__ == "__main__":
         test_subscription_period_in_both_api_shapes,
         test_renewal_makes_one_payment_and_the_deduction_flow_links_a_new_order,
         test_refund_lifecycle_in_any_order_counts_only_what_stands,
+        test_a_refund_before_its_payments_events_waits_and_counts_once,
         test_events_we_do_not_act_on_are_recorded_and_linked,
         test_an_unknown_payment_is_adopted_from_its_metadata,
+        test_concurrent_events_of_an_unknown_payment_adopt_it_once,
         test_only_the_webhook_role_and_admins_may_ingest,
     ])
