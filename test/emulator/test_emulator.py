@@ -1358,10 +1358,12 @@ class Prices(Base):
 
 class Subscriptions(Base):
     CREATE_EVENTS = ["customer.created", "customer.subscription.created", "invoice.created", "invoice.finalized",
-                     "payment_intent.created", "charge.succeeded", "payment_intent.succeeded", "invoice.paid",
-                     "invoice.payment_succeeded", "checkout.session.completed", "customer.subscription.updated"]
+                     "payment_intent.created", "charge.succeeded", "payment_intent.succeeded",
+                     "invoice_payment.paid", "invoice.paid", "invoice.payment_succeeded",
+                     "checkout.session.completed", "customer.subscription.updated"]
     CYCLE_EVENTS = ["customer.subscription.updated", "invoice.created", "invoice.finalized", "payment_intent.created",
-                    "charge.succeeded", "payment_intent.succeeded", "invoice.paid", "invoice.payment_succeeded"]
+                    "charge.succeeded", "payment_intent.succeeded", "invoice_payment.paid", "invoice.paid",
+                    "invoice.payment_succeeded"]
 
     def new_events(self, since):
         return ctl("GET", "events").json[since:]
@@ -1421,7 +1423,7 @@ class Subscriptions(Base):
         n = len(ctl("GET", "events").json)
         ctl("POST", "checkout/sessions/%s/async_payment" % cs["id"], {"outcome": "succeeded"})
         self.assertEqual(types_of(self.new_events(n)), [
-            "charge.succeeded", "payment_intent.succeeded", "invoice.paid", "invoice.payment_succeeded",
+            "charge.succeeded", "payment_intent.succeeded", "invoice_payment.paid", "invoice.paid", "invoice.payment_succeeded",
             "customer.subscription.updated", "checkout.session.async_payment_succeeded"])
         self.assertEqual(call("GET", "/v1/subscriptions/" + sub["id"]).json["status"], "active")
 

@@ -102,7 +102,7 @@ def test_setup_webhooks_creates_four_endpoints_once():
     listed = listed.get("data", listed) if isinstance(listed, dict) else listed
     ours = {e["metadata"]["stripepay_endpoint"]: e for e in listed if e.get("metadata", {}).get("stripepay_endpoint")}
     check_eq(sorted(ours), ["deduction", "payment", "refund", "subscription"], "endpoints at Stripe")
-    check_eq(sorted(ours["deduction"]["enabled_events"]), ["invoice.paid", "invoice.payment_failed"], "deduction events")
+    check_eq(sorted(ours["deduction"]["enabled_events"]), ["invoice.paid", "invoice.payment_failed", "invoice_payment.paid"], "deduction events")
     check("payment_intent.succeeded" in ours["payment"]["enabled_events"], "payment events")
     check(all(e["api_version"] == "2026-10-28.endive" for e in ours.values()), "pinned api_version")
     check_eq(one("SELECT count(*) FROM stripepay.webhook_secrets WHERE live"), "4", "secrets stored")
