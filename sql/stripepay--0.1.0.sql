@@ -471,7 +471,6 @@ BEGIN
 		updated_at = now()
 	 WHERE id = r.id
 	RETURNING * INTO r;
-	PERFORM stripepay._apply_waiting(r.payment_intent_id, r.charge_id);
 
 	IF target IN ('SUCCESSFUL', 'FAILED', 'CANCELED') THEN
 		INSERT INTO stripepay.payment_flow
@@ -482,6 +481,13 @@ BEGIN
 		PERFORM stripepay._notify('stripepay_payment', jsonb_build_object(
 			'event_id', f->>'id', 'payment_id', r.id, 'order_id', r.order_id,
 			'status', r.status, 'amount', r.amount, 'currency', r.currency));
+	END IF;
+	/*
+	 * Refunds that came first are applied once the payment has succeeded,
+	 * after its own flow: a trigger sees the order paid, then refunded.
+	 */
+	IF r.status = 'SUCCESSFUL' THEN
+		PERFORM stripepay._apply_waiting(r.payment_intent_id, r.charge_id);
 	END IF;
 
 	links.order_id := r.order_id;
@@ -784,10 +790,10 @@ BEGIN
 	IF d.order_id <> p.order_id THEN
 		UPDATE stripepay.payment_record SET order_id = d.order_id WHERE id = p.id;
 	END IF;
-	PERFORM stripepay._apply_waiting(p.invoice_id, p.payment_intent_id, p.charge_id);
 	PERFORM stripepay._notify('stripepay_payment', jsonb_build_object(
 		'event_id', f->>'id', 'payment_id', p.id, 'order_id', d.order_id, 'status', p.status,
 		'amount', p.amount, 'currency', p.currency, 'recurring_payment_id', s.id));
+	PERFORM stripepay._apply_waiting(p.invoice_id, p.payment_intent_id, p.charge_id);
 
 	links.order_id := d.order_id;
 	links.payment_id := p.id;

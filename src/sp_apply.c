@@ -239,8 +239,8 @@ update_payment(const SpEvent *ev, PaymentRow *row, bool moved, const char *targe
 
 /*
  * Applies the events that waited for the payment's PaymentIntent or charge
- * (a refund that came before the payment's own events), as
- * _apply_payment does; usually there are none, and one index probe says so.
+ * (a refund that came before the payment's own events), as _apply_payment
+ * does; usually there are none, and one index probe says so.
  */
 static void
 apply_waiting(const PaymentRow *row)
@@ -336,11 +336,16 @@ sp_apply_payment_event(const SpEvent *ev, const char *payload, const char *endpo
 	moved = sp_state_advances(SP_KIND_PAYMENT, row.status, row.has_event_created,
 							  row.event_created, target, true, at);
 	update_payment(ev, &row, moved, target, session, intent, at);
-	apply_waiting(&row);
 	if (sp_payment_status_final(target))
 		fire_payment_flow(ev, &row, !moved);
 	if (moved)
 		notify_payment(ev, &row);
+	/*
+	 * Refunds that came first are applied once the payment has succeeded,
+	 * after its own flow: a trigger sees the order paid, then refunded.
+	 */
+	if (strcmp(row.status, "SUCCESSFUL") == 0)
+		apply_waiting(&row);
 	return SP_APPLY_APPLIED;
 }
 

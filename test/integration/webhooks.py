@@ -472,8 +472,18 @@ def test_a_refund_before_its_payments_events_waits_and_counts_once():
         deliver(e)
     check(int(one(f"SELECT count(*) FROM stripepay.waiting_event WHERE event_id = ANY ({ids})")) > 0, "nothing waits")
     check_eq(one(f"SELECT amount_refunded FROM stripepay.payment_record WHERE id = {pid}"), "0", "counted early")
+    # a shop's triggers must see the order paid before they see it refunded
+    q("CREATE TABLE public.flow_order (n bigserial, flow text);"
+      "CREATE FUNCTION public.log_flow() RETURNS trigger LANGUAGE plpgsql AS"
+      "  $$ BEGIN INSERT INTO public.flow_order (flow) VALUES (TG_TABLE_NAME); RETURN NEW; END $$;"
+      "CREATE TRIGGER log_flow AFTER INSERT ON stripepay.payment_flow FOR EACH ROW EXECUTE FUNCTION public.log_flow();"
+      "CREATE TRIGGER log_flow AFTER INSERT ON stripepay.refund_flow FOR EACH ROW EXECUTE FUNCTION public.log_flow()")
     for e in [e for e in events if not is_refund(e)]:
         deliver(e)
+    flows = [r[0] for r in q("SELECT flow FROM public.flow_order ORDER BY n")]
+    q("DROP TRIGGER log_flow ON stripepay.payment_flow; DROP TRIGGER log_flow ON stripepay.refund_flow;"
+      "DROP FUNCTION public.log_flow(); DROP TABLE public.flow_order")
+    check(flows[:1] == ["payment_flow"] and "refund_flow" in flows, f"flows fired in the order {flows}")
     settled("the refund's events, then the payment's")
     check_eq(q(f"SELECT type FROM stripepay.webhook_event WHERE id = ANY ({ids})"
                f"   AND ((type LIKE 'refund.%' AND (payment_id IS DISTINCT FROM {pid} OR refund_id IS NULL))"
