@@ -8,6 +8,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -66,6 +67,56 @@ sp_require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("%s must not be null", name)));
+}
+
+void
+sp_require_read_committed(const char *function)
+{
+	/*
+	 * The functions that call Stripe check, under a lock, what other
+	 * sessions committed (an open session, a paid order, what was refunded)
+	 * before they act.  Under REPEATABLE READ or SERIALIZABLE those checks
+	 * read the transaction's first snapshot and miss it.
+	 */
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("%s must run at isolation level READ COMMITTED", function),
+				 errdetail("At a higher level its checks read a snapshot that misses what other sessions "
+						   "committed since, so money could move twice."),
+				 errhint("Call it in a READ COMMITTED transaction (the default).")));
+}
+
+bool
+sp_close_way_to_pay(const char *api_key, const char *id, bool is_session)
+{
+	static const char *const paths[] = {"status"};
+	const char *what = is_session ? "Checkout Session" : "PaymentIntent";
+	const char *base = is_session ? "/v1/checkout/sessions" : "/v1/payment_intents";
+	char	   *path = psprintf("%s/%s/%s", base, id, is_session ? "expire" : "cancel");
+	SpHttpResponse resp;
+	SpHttpResponse state;
+	const char *status[1];
+
+	if (sp_stripe_send("POST", path, NULL, api_key,
+					   sp_idempotency_key(is_session ? "expire" : "cancel", id), &resp))
+		return true;
+	if (resp.status < 400 || resp.status >= 500)
+		sp_stripe_raise_error("POST", path, &resp);
+
+	/* refused: closed already, or completed by the buyer meanwhile */
+	sp_stripe_call("GET", psprintf("%s/%s", base, id), NULL, api_key, NULL, &state);
+	sp_stripe_fields(state.body, state.body_len, what, paths, 1, status);
+	if (status[0] != NULL &&
+		(strcmp(status[0], is_session ? "expired" : "canceled") == 0))
+		return true;
+	if (status[0] != NULL &&
+		(is_session ? strcmp(status[0], "complete") == 0
+		 : (strcmp(status[0], "succeeded") == 0 || strcmp(status[0], "processing") == 0 ||
+			strcmp(status[0], "requires_capture") == 0)))
+		return false;
+	sp_stripe_raise_error("POST", path, &resp);
+	return false;				/* not reached */
 }
 
 void
@@ -464,6 +515,59 @@ sp_payment_intent_form(const SpSettings *settings, int64 order_id, int64 payment
 }
 
 /*
+ * Before an order gets a new way to pay, its earlier ones that a buyer
+ * could still pay are closed: a Checkout Session stays open after a
+ * declined card, and one near its expiry, or for another amount, is not
+ * reused.  A completed one means the order is being paid: no new one.
+ */
+static void
+sp_close_open_payments(const SpSettings *settings, int64 order_id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1];
+	uint64		n;
+	uint64		i;
+	int64	   *ids;
+	char	  **stripe_ids;
+	bool	   *sessions;
+
+	values[0] = Int64GetDatum(order_id);
+	n = sp_exec("SELECT id, coalesce(checkout_session_id, payment_intent_id), checkout_session_id IS NOT NULL"
+				"  FROM stripepay.payment_record"
+				" WHERE order_id = $1 AND kind = 'ONE_TIME' AND status IN ('PENDING', 'FAILED')"
+				"   AND (checkout_session_id IS NOT NULL"
+				"        OR (flow = 'payment_intent' AND payment_intent_id IS NOT NULL))"
+				"   AND (expires_at IS NULL OR expires_at > pg_catalog.now())"
+				" ORDER BY id",
+				1, argtypes, values, NULL, SPI_OK_SELECT);
+	ids = palloc(sizeof(int64) * (n + 1));
+	stripe_ids = palloc(sizeof(char *) * (n + 1));
+	sessions = palloc(sizeof(bool) * (n + 1));
+	for (i = 0; i < n; i++)
+	{
+		ids[i] = pg_strtoint64(sp_result_text(i, 1));
+		stripe_ids[i] = sp_result_text(i, 2);
+		sessions[i] = strcmp(sp_result_text(i, 3), "t") == 0;
+	}
+	for (i = 0; i < n; i++)
+	{
+		if (!sp_close_way_to_pay(settings->secret_key, stripe_ids[i], sessions[i]))
+			ereport(ERROR,
+					(errcode(ERRCODE_SP_ALREADY_PAID),
+					 errmsg("order " INT64_FORMAT " is being paid", order_id),
+					 errdetail("The buyer completed %s %s of payment " INT64_FORMAT
+							   "; its outcome comes by webhook.",
+							   sessions[i] ? "Checkout Session" : "PaymentIntent",
+							   stripe_ids[i], ids[i]),
+					 errhint("Wait for the payment's webhook, or read it now with stripepay.refresh_payment().")));
+		values[0] = Int64GetDatum(ids[i]);
+		sp_exec("UPDATE stripepay.payment_record SET status = 'CANCELED', updated_at = pg_catalog.now()"
+				" WHERE id = $1 AND status IN ('PENDING', 'FAILED')",
+				1, argtypes, values, NULL, SPI_OK_UPDATE);
+	}
+}
+
+/*
  * stripe_pay(order_id bigint, currency text, amount numeric)
  *
  * Records a PENDING payment and creates its Checkout Session (or
@@ -496,6 +600,7 @@ stripepay_stripe_pay(PG_FUNCTION_ARGS)
 	currency_code = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	currency = sp_check_currency(currency_code);
 	amount = sp_check_amount(currency, PG_GETARG_NUMERIC(2), true);
+	sp_require_read_committed("stripe_pay");
 
 	SPI_connect();
 	sp_settings_load(&settings);
@@ -542,6 +647,8 @@ stripepay_stripe_pay(PG_FUNCTION_ARGS)
 		SPI_finish();
 		PG_RETURN_DATUM(result);
 	}
+
+	sp_close_open_payments(&settings, order_id);
 
 	sp_exec("INSERT INTO stripepay.payment_record (order_id, currency, amount, flow, created_by)"
 			" VALUES ($1, $2, $3, $4, $5) RETURNING id",
@@ -676,6 +783,7 @@ stripepay_stripe_refund(PG_FUNCTION_ARGS)
 	sp_require_arg(fcinfo, 0, "payment_id");
 	sp_require_arg(fcinfo, 1, "refund_amount");
 	payment_id = PG_GETARG_INT64(0);
+	sp_require_read_committed("stripe_refund");
 
 	SPI_connect();
 	sp_settings_load(&settings);

@@ -20,6 +20,16 @@ extern SpForm *sp_form_create(void);
 /* ERROR (22004) when argument argno is NULL. */
 extern void sp_require_arg(FunctionCallInfo fcinfo, int argno, const char *name);
 
+/* ERROR (25000) unless the transaction reads each statement's own snapshot. */
+extern void sp_require_read_committed(const char *function);
+
+/*
+ * Expires an open Checkout Session (or cancels a PaymentIntent, for
+ * is_session false) so that it can no longer be paid.  True when it is
+ * closed, or already was; false when the buyer completed it.
+ */
+extern bool sp_close_way_to_pay(const char *api_key, const char *id, bool is_session);
+
 /* metadata[order_id] and metadata[<id_key>] under prefix */
 extern void sp_form_add_ids(SpForm *form, const char *prefix, int64 order_id,
 							const char *id_key, int64 id);

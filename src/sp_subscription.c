@@ -48,6 +48,50 @@ sp_return_recurring_payment(int64 rp_id)
 }
 
 /*
+ * An order has one subscription Checkout open at a time, whatever its
+ * price: the earlier ones are expired first.  A completed one means the
+ * order is subscribing: no new one.
+ */
+static void
+sp_close_open_subscriptions(const SpSettings *settings, int64 order_id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1];
+	uint64		n;
+	uint64		i;
+	int64	   *ids;
+	char	  **sessions;
+
+	values[0] = Int64GetDatum(order_id);
+	n = sp_exec("SELECT id, checkout_session_id FROM stripepay.recurring_payment"
+				" WHERE order_id = $1 AND status = 'INCOMPLETE' AND subscription_id IS NULL"
+				"   AND checkout_session_id IS NOT NULL AND expires_at > now()"
+				" ORDER BY id",
+				1, argtypes, values, NULL, SPI_OK_SELECT);
+	ids = palloc(sizeof(int64) * (n + 1));
+	sessions = palloc(sizeof(char *) * (n + 1));
+	for (i = 0; i < n; i++)
+	{
+		ids[i] = pg_strtoint64(sp_result_text(i, 1));
+		sessions[i] = sp_result_text(i, 2);
+	}
+	for (i = 0; i < n; i++)
+	{
+		if (!sp_close_way_to_pay(settings->secret_key, sessions[i], true))
+			ereport(ERROR,
+					(errcode(ERRCODE_SP_ALREADY_SUBSCRIBED),
+					 errmsg("order " INT64_FORMAT " is subscribing", order_id),
+					 errdetail("The buyer completed Checkout Session %s of subscription " INT64_FORMAT
+							   "; the subscription comes by webhook.", sessions[i], ids[i]),
+					 errhint("Cancel it with stripepay.stripe_cancel_subscription() once it has arrived.")));
+		values[0] = Int64GetDatum(ids[i]);
+		sp_exec("UPDATE stripepay.recurring_payment SET status = 'INCOMPLETE_EXPIRED', updated_at = now()"
+				" WHERE id = $1 AND status = 'INCOMPLETE'",
+				1, argtypes, values, NULL, SPI_OK_UPDATE);
+	}
+}
+
+/*
  * stripe_subscribe(order_id bigint, price_id text)
  *
  * Records an INCOMPLETE subscription and creates its Checkout Session for a
@@ -71,6 +115,7 @@ stripepay_stripe_subscribe(PG_FUNCTION_ARGS)
 	order_id = PG_GETARG_INT64(0);
 	price_id = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	sp_check_price_id(price_id);
+	sp_require_read_committed("stripe_subscribe");
 
 	SPI_connect();
 	sp_settings_load(&settings);
@@ -100,6 +145,7 @@ stripepay_stripe_subscribe(PG_FUNCTION_ARGS)
 				" ORDER BY id DESC LIMIT 1",
 				2, argtypes, values, NULL, SPI_OK_SELECT) > 0)
 		PG_RETURN_DATUM(sp_return_recurring_payment(pg_strtoint64(sp_result_text(0, 1))));
+	sp_close_open_subscriptions(&settings, order_id);
 
 	sp_exec("INSERT INTO stripepay.recurring_payment (order_id, price_id, created_by)"
 			" VALUES ($1, $2, $3) RETURNING id",
@@ -232,6 +278,7 @@ stripepay_stripe_cancel_subscription(PG_FUNCTION_ARGS)
 	sp_require_arg(fcinfo, 0, "recurring_payment_id");
 	rp_id = PG_GETARG_INT64(0);
 	at_period_end = PG_ARGISNULL(1) ? false : PG_GETARG_BOOL(1);
+	sp_require_read_committed("stripe_cancel_subscription");
 
 	SPI_connect();
 	sp_settings_load(&settings);
@@ -304,6 +351,7 @@ stripepay_stripe_resume_subscription(PG_FUNCTION_ARGS)
 
 	sp_require_arg(fcinfo, 0, "recurring_payment_id");
 	rp_id = PG_GETARG_INT64(0);
+	sp_require_read_committed("stripe_resume_subscription");
 
 	SPI_connect();
 	sp_settings_load(&settings);
