@@ -18,6 +18,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 
 #include "sp_api.h"
 #include "sp_store.h"
@@ -253,8 +254,19 @@ sp_record_subscription(int64 rp_id, const SpHttpResponse *resp, const char *caus
 	nulls[3] = f[2] ? ' ' : 'n';
 	values[4] = CStringGetTextDatum(cause);
 	sp_exec("SELECT stripepay._subscription_changed($1, $2, $3, to_timestamp($4::double precision),"
-			"       now(), $5)",
+			"       date_trunc('second', clock_timestamp()), $5)",
 			5, argtypes, values, nulls, SPI_OK_SELECT);
+}
+
+/* Whether a Subscription Stripe answered with is canceled. */
+static bool
+sp_subscription_is_canceled(const SpHttpResponse *resp)
+{
+	static const char *const paths[] = {"status"};
+	const char *f[1];
+
+	sp_stripe_fields(resp->body, resp->body_len, "Subscription", paths, 1, f);
+	return f[0] != NULL && strcmp(f[0], "canceled") == 0;
 }
 
 /*
@@ -274,6 +286,7 @@ stripepay_stripe_cancel_subscription(PG_FUNCTION_ARGS)
 	char	   *session_id;
 	SpHttpResponse resp;
 	char	   *path;
+	bool		sent;
 
 	sp_require_arg(fcinfo, 0, "recurring_payment_id");
 	rp_id = PG_GETARG_INT64(0);
@@ -300,35 +313,63 @@ stripepay_stripe_cancel_subscription(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_SP_NO_SUCH_SUBSCRIPTION),
 					 errmsg("subscription " INT64_FORMAT " has nothing to cancel at Stripe", rp_id)));
-		path = psprintf("/v1/checkout/sessions/%s/expire", session_id);
-		if (!sp_stripe_send("POST", path, NULL, settings.secret_key,
-							sp_idempotency_key("expire", psprintf(INT64_FORMAT, rp_id)), &resp))
-			sp_stripe_raise_error("POST", path, &resp);
+		if (!sp_close_way_to_pay(settings.secret_key, session_id, true))
+			ereport(ERROR,
+					(errcode(ERRCODE_SP_NO_SUCH_SUBSCRIPTION),
+					 errmsg("subscription " INT64_FORMAT " cannot be canceled yet", rp_id),
+					 errdetail("The buyer completed Checkout Session %s; the subscription comes by webhook.",
+							   session_id),
+					 errhint("Cancel it once its webhook has arrived.")));
 		{
 			Oid			argtypes[2] = {INT8OID, TEXTOID};
 			Datum		values[2];
 
 			values[0] = Int64GetDatum(rp_id);
 			values[1] = CStringGetTextDatum("stripe_cancel_subscription");
-			sp_exec("SELECT stripepay._subscription_changed($1, 'INCOMPLETE_EXPIRED', NULL, now(), now(), $2)",
+			sp_exec("SELECT stripepay._subscription_changed($1, 'INCOMPLETE_EXPIRED', NULL, now(),"
+					"       date_trunc('second', clock_timestamp()), $2)",
 					2, argtypes, values, NULL, SPI_OK_SELECT);
 		}
 		PG_RETURN_DATUM(sp_return_recurring_payment(rp_id));
 	}
 
+	/*
+	 * Setting cancel_at_period_end is idempotent in itself: each call gets
+	 * a key of its own, shared only by its retries.  A key naming the
+	 * second of the call made a cancel, resume and cancel in one second
+	 * replay the first answer and change nothing at Stripe.
+	 */
 	path = psprintf("/v1/subscriptions/%s", subscription_id);
 	if (at_period_end)
 	{
 		SpForm	   *form = sp_form_create();
 
 		sp_form_add(form, "cancel_at_period_end", "true");
-		sp_stripe_call("POST", path, form, settings.secret_key,
-					   sp_idempotency_key("cancel-at-period-end",
-										  psprintf(INT64_FORMAT "-%ld", rp_id, (long) time(NULL))),
-					   &resp);
+		sent = sp_stripe_send("POST", path, form, settings.secret_key,
+							  sp_idempotency_key("cancel-at-period-end",
+												 psprintf(INT64_FORMAT "-" INT64_FORMAT, rp_id,
+														  (int64) GetCurrentTimestamp())),
+							  &resp);
 	}
 	else
-		sp_stripe_call("DELETE", path, NULL, settings.secret_key, NULL, &resp);
+		sent = sp_stripe_send("DELETE", path, NULL, settings.secret_key, NULL, &resp);
+	if (!sent)
+	{
+		SpHttpResponse now;
+
+		/*
+		 * Refused: canceled already, from the dashboard or by this very
+		 * request whose answer was lost (its retry finds nothing to delete)?
+		 * Then that is what the database learns, as its webhook would say.
+		 */
+		if (resp.status < 400 || resp.status >= 500 ||
+			!sp_stripe_send("GET", path, NULL, settings.secret_key, NULL, &now) ||
+			!sp_subscription_is_canceled(&now))
+			sp_stripe_raise_error(at_period_end ? "POST" : "DELETE", path, &resp);
+		ereport(NOTICE,
+				(errmsg("subscription " INT64_FORMAT " was already canceled at Stripe", rp_id)));
+		resp = now;
+	}
 	sp_record_subscription(rp_id, &resp, "stripe_cancel_subscription");
 	PG_RETURN_DATUM(sp_return_recurring_payment(rp_id));
 }
@@ -368,7 +409,8 @@ stripepay_stripe_resume_subscription(PG_FUNCTION_ARGS)
 	sp_form_add(form, "cancel_at_period_end", "false");
 	sp_stripe_call("POST", psprintf("/v1/subscriptions/%s", subscription_id), form,
 				   settings.secret_key,
-				   sp_idempotency_key("resume", psprintf(INT64_FORMAT "-%ld", rp_id, (long) time(NULL))),
+				   sp_idempotency_key("resume", psprintf(INT64_FORMAT "-" INT64_FORMAT, rp_id,
+														 (int64) GetCurrentTimestamp())),
 				   &resp);
 	sp_record_subscription(rp_id, &resp, "stripe_resume_subscription");
 	PG_RETURN_DATUM(sp_return_recurring_payment(rp_id));
