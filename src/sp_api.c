@@ -264,8 +264,8 @@ sp_check_text(const char *name, const char *value, size_t maxlen)
  * Every argument is optional: NULL leaves the setting as it is, '' clears
  * it.  Returns the masked settings.
  */
-Datum
-stripepay_configure(PG_FUNCTION_ARGS)
+static Datum
+sp_configure(FunctionCallInfo fcinfo)
 {
 	static const char *const columns[] = {
 		"secret_key", "publishable_key", "brand_name", "brand_logo",
@@ -354,6 +354,34 @@ stripepay_configure(PG_FUNCTION_ARGS)
 	result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
 	SPI_finish();
 	PG_RETURN_DATUM(result);
+}
+
+Datum
+stripepay_configure(PG_FUNCTION_ARGS)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	Datum		result = (Datum) 0;
+
+	/*
+	 * The statement holds the key being set: whatever fails inside (a lock
+	 * timeout, a cancel, a constraint), the server log must not show it.
+	 */
+	PG_TRY();
+	{
+		result = sp_configure(fcinfo);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller);
+		edata = CopyErrorData();
+		FlushErrorState();
+		edata->hide_stmt = true;
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	return result;
 }
 
 /* ----------------------------------------------------------------
