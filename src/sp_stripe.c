@@ -9,17 +9,25 @@
 #include "postgres.h"
 
 #include "access/xlog.h"
+#include "commands/extension.h"
 #include "miscadmin.h"
 
 #include "sp_json.h"
 #include "sp_stripe.h"
 #include "stripepay.h"
 
+/*
+ * The cluster, the database and this installation of the extension: ids
+ * of payments and refunds start again after DROP EXTENSION, and a key of
+ * the earlier installation would make Stripe replay its answer (an old,
+ * paid Checkout Session for another order) for up to 24 hours.
+ */
 char *
 sp_idempotency_key(const char *operation, const char *what)
 {
-	return psprintf("stripepay-" UINT64_FORMAT "-%u-%s-%s",
-					GetSystemIdentifier(), MyDatabaseId, operation, what);
+	return psprintf("stripepay-" UINT64_FORMAT "-%u-%u-%s-%s",
+					GetSystemIdentifier(), MyDatabaseId,
+					get_extension_oid("stripepay", false), operation, what);
 }
 
 /* One SQLSTATE per kind of failure, after Stripe's error types. */

@@ -80,7 +80,7 @@ def test_refund_request_and_webhook_confirmation():
     check_eq(r["params"]["metadata"], {"order_id": order_id, "stripepay_payment_id": str(pid),
                                        "stripepay_refund_id": rid, "stripepay_refund_key": f"{pid}-0-1200"},
              "metadata")
-    check(re.fullmatch(rf"stripepay-\d+-\d+-refund-{pid}-0-1200", r["headers"]["idempotency-key"]),
+    check(re.fullmatch(rf"stripepay-\d+-\d+-\d+-refund-{pid}-0-1200", r["headers"]["idempotency-key"]),
           r["headers"]["idempotency-key"])
     deliver_all(before)
     check_eq(q(f"SELECT status FROM stripepay.refund WHERE id = {rid}"), [["SUCCEEDED"]], "after the webhook")

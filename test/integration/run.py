@@ -65,7 +65,7 @@ def test_every_request_pins_version_and_key():
     check_eq(h.get("content-type"), "application/x-www-form-urlencoded", "Content-Type")
     check(h.get("user-agent", "").startswith("stripepay/"), "User-Agent")
     key = h.get("idempotency-key", "")
-    check(re.fullmatch(r"stripepay-\d+-\d+-pay-" + pid, key), f"Idempotency-Key {key!r}")
+    check(re.fullmatch(r"stripepay-\d+-\d+-\d+-pay-" + pid, key), f"Idempotency-Key {key!r}")
     check(len(key) <= 255, "Idempotency-Key length")
 
 
