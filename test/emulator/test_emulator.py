@@ -1442,7 +1442,7 @@ class Subscriptions(Base):
         upd = evs[0]["data"]
         self.assertEqual(upd["previous_attributes"]["items"]["data"][0]["current_period_start"], start)
         self.assertEqual(upd["previous_attributes"]["latest_invoice"], sub["latest_invoice"])
-        inv = evs[6]["data"]["object"]
+        inv = evs[7]["data"]["object"]
         self.assertEqual((inv["billing_reason"], inv["amount_paid"], inv["period_start"], inv["period_end"]),
                          ("subscription_cycle", 2000, start, end))
         self.assertEqual(inv["lines"]["data"][0]["period"], {"start": end, "end": item["current_period_end"]})
