@@ -1,14 +1,19 @@
 """Refunds and subscriptions against the emulator: limits, concurrency,
 rollback-then-retry, webhooks confirming, the subscription lifecycle,
-renewals and who may do what."""
+renewals and who may do what; one open way to pay per order, and the
+isolation level the Stripe calls need."""
 import re
+import subprocess
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 
-from harness import (SqlError, check, check_eq, emulator, emulator_events, emulator_requests,
+from harness import (EMULATOR, SqlError, check, check_eq, emulator, emulator_events, emulator_requests,
                      fresh_database,
                      emulator_reset, event_bytes, expect_error, fault, ingest, psql, run,
-                     scalar, sign, WEBHOOK_SECRET)
+                     scalar, sign, sql_error, WEBHOOK_SECRET)
 
 DB = "sp_money"
 KEY = "sk_test_4eC39HqLyjWDarjtT1zdp7dc"
@@ -397,6 +402,260 @@ def test_cancel_before_checkout_completes_expires_the_session():
     check(any(x["path"].endswith("/expire") for x in emulator_requests("/v1/checkout/sessions")), "session expired")
 
 
+# --- helpers for what only Stripe knows yet -----------------------------------------
+
+def stripe_api(method, path, form=None):
+    """A /v1 request made outside the database, as the dashboard makes it; no webhook is ingested."""
+    data = urllib.parse.urlencode(form).encode() if form is not None else None
+    req = urllib.request.Request(EMULATOR + path, data=data, method=method,
+                                 headers={"Authorization": "Bearer " + KEY})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return resp.read()
+
+
+def stripe_object(kind, oid):
+    return next((o for o in emulator("GET", "/_emulator/objects").get(kind, []) if o["id"] == oid), None)
+
+
+def buyer_completes(session, outcome="paid"):
+    """The buyer's try on a Checkout page; returns the emulator's HTTP status (400: not open)."""
+    try:
+        emulator("POST", f"/_emulator/checkout/sessions/{session}/complete", {"outcome": outcome})
+        return 200
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def q_notices(sql):
+    """Runs sql like q(); returns (rows, stderr) so that NOTICEs can be read."""
+    proc = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+                           "-v", "VERBOSITY=verbose", "-d", DB], input=sql, capture_output=True,
+                          text=True, timeout=120)
+    if proc.returncode != 0:
+        raise sql_error(proc.stderr)
+    return [line.split("\t") for line in proc.stdout.splitlines() if line], proc.stderr
+
+
+def session_creations():
+    return [r for r in emulator_requests("/v1/checkout/sessions")
+            if r["method"] == "POST" and r["path"] == "/v1/checkout/sessions"]
+
+
+# --- isolation level --------------------------------------------------------------------
+
+def test_stripe_calls_refuse_a_transaction_snapshot():
+    # Under REPEATABLE READ the checks for an open session, a paid order or what was refunded
+    # read a snapshot from before another session committed: two sessions paid one order.
+    pid = paid_payment(1000)
+    rp, sub, p = subscribed(7501)
+    seen = len(emulator_requests())
+    counts = ("SELECT (SELECT count(*) FROM stripepay.payment_record), (SELECT count(*) FROM stripepay.refund),"
+              " (SELECT count(*) FROM stripepay.recurring_payment), (SELECT count(*) FROM stripepay.subscription_flow),"
+              f" (SELECT status || cancel_at_period_end::text FROM stripepay.recurring_payment WHERE id = {rp})")
+    before = q(counts)
+    calls = [("stripe_pay", "stripe_pay(7502, 'usd', 1000)"),
+             ("stripe_refund", f"stripe_refund({pid}, 100)"),
+             ("stripe_subscribe", f"stripe_subscribe(7503, '{p}')"),
+             ("stripe_cancel_subscription", f"stripe_cancel_subscription({rp}, true)"),
+             ("stripe_cancel_subscription", f"stripe_cancel_subscription({rp})"),
+             ("stripe_resume_subscription", f"stripe_resume_subscription({rp})")]
+    for level in ("REPEATABLE READ", "SERIALIZABLE"):
+        for name, call in calls:
+            e = expect_error(f"BEGIN ISOLATION LEVEL {level}; SELECT 1 FROM stripepay.{call}; COMMIT", "25000", db=DB)
+            check_eq(e.message, f"{name} must run at isolation level READ COMMITTED", f"{call} at {level}")
+    check_eq(emulator_requests()[seen:], [], "requests sent to Stripe")
+    check_eq(q(counts), before, "rows stored")
+    check_eq(q(f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT cancel_at_period_end"
+               f"  FROM stripepay.stripe_cancel_subscription({rp}, true); COMMIT"), [["t"]], "READ COMMITTED")
+
+
+# --- one open way to pay ------------------------------------------------------------------
+
+def test_a_second_stripe_pay_expires_the_open_session():
+    # Checkout keeps a session open after a declined card, and one near its end or for an old
+    # amount was not reused: the buyer could pay both and the order was charged twice.
+    day = 24 * 3600
+    for case, order_id in (("last 10 minutes", 7401), ("declined card", 7402), ("other amount", 7403)):
+        emulator_reset()
+        pid1, s1 = q(f"SELECT id, checkout_session_id FROM stripepay.stripe_pay({order_id}, 'usd', 1999)")[0]
+        amount = 1999
+        if case == "last 10 minutes":
+            # the emulator's clock moves on 23 h 51 min; the database's cannot, so its expiry moves back
+            emulator("POST", "/_emulator/clock", {"advance": day - 9 * 60})
+            q(f"UPDATE stripepay.payment_record SET expires_at = expires_at - interval '{day - 9 * 60} seconds'"
+              f" WHERE id = {pid1}")
+        elif case == "declined card":
+            check_eq(buyer_completes(s1, "failed"), 200, "a declined card")
+            deliver_all()
+            check_eq(one(f"SELECT status FROM stripepay.payment_record WHERE id = {pid1}"), "FAILED", case)
+            check_eq(stripe_object("checkout.session", s1)["status"], "open", f"{case}: session before")
+        else:
+            amount = 2999
+        pid2, s2, status = q(f"SELECT id, checkout_session_id, status FROM stripepay.stripe_pay({order_id}, 'usd', {amount})")[0]
+        check(pid2 != pid1 and s2 != s1, f"{case}: a new payment {pid2} and session")
+        check_eq(status, "PENDING", f"{case}: new payment")
+        check_eq(stripe_object("checkout.session", s1)["status"], "expired", f"{case}: earlier session at Stripe")
+        check_eq(one(f"SELECT status FROM stripepay.payment_record WHERE id = {pid1}"), "CANCELED", f"{case}: earlier payment")
+        check_eq(buyer_completes(s1), 400, f"{case}: paying the earlier session")
+        check_eq(buyer_completes(s2), 200, f"{case}: paying the new session")
+        deliver_all()
+        check_eq(q(f"SELECT id, status, amount FROM stripepay.payment_record WHERE order_id = {order_id} ORDER BY id"),
+                 [[pid1, "CANCELED", "1999"], [pid2, "SUCCESSFUL", str(amount)]], f"{case}: the order's payments")
+
+
+def test_a_second_stripe_pay_after_the_buyer_completed_the_first_opens_nothing():
+    # The buyer paid the open session and its webhook has not come: a new session would be a
+    # second charge, so the call must fail rather than expire what was paid.
+    emulator_reset()
+    pid1, s1 = q("SELECT id, checkout_session_id FROM stripepay.stripe_pay(7404, 'usd', 1999)")[0]
+    check_eq(buyer_completes(s1), 200, "the buyer pays")
+    e = expect_error("SELECT stripepay.stripe_pay(7404, 'usd', 2999)", "SP011", db=DB)
+    check_eq(e.message, "order 7404 is being paid", "message")
+    check_eq(len(session_creations()), 1, "Checkout Sessions created")
+    check_eq(q("SELECT id, status FROM stripepay.payment_record WHERE order_id = 7404"), [[pid1, "PENDING"]], "rows")
+    deliver_all()
+    check_eq(one(f"SELECT status FROM stripepay.payment_record WHERE id = {pid1}"), "SUCCESSFUL", "after its webhook")
+
+
+def test_a_second_payment_intent_cancels_the_first():
+    # With the payment_intent flow the app's page could still confirm the earlier PaymentIntent.
+    q("SELECT 1 FROM stripepay.configure(payment_flow => 'payment_intent')")
+    try:
+        emulator_reset()
+        pid1, pi1 = q("SELECT id, payment_intent_id FROM stripepay.stripe_pay(7405, 'usd', 1000)")[0]
+        pid2, pi2, status = q("SELECT id, payment_intent_id, status FROM stripepay.stripe_pay(7405, 'usd', 2000)")[0]
+        check(pi2 != pi1, "a new PaymentIntent")
+        check_eq(status, "PENDING", "new payment")
+        check_eq(stripe_object("payment_intent", pi1)["status"], "canceled", "earlier PaymentIntent at Stripe")
+        check_eq(stripe_object("payment_intent", pi2)["status"], "requires_payment_method", "new PaymentIntent")
+        check_eq(one(f"SELECT status FROM stripepay.payment_record WHERE id = {pid1}"), "CANCELED", "earlier payment")
+    finally:
+        q("SELECT 1 FROM stripepay.configure(payment_flow => 'checkout')")
+
+
+def test_a_second_stripe_subscribe_expires_the_open_checkout():
+    # Two open subscription Checkouts for one order could both be completed: two subscriptions billed.
+    emulator_reset()
+    p1, p2 = price(2000), price(3000)
+    rp1, s1 = q(f"SELECT id, checkout_session_id FROM stripepay.stripe_subscribe(7301, '{p1}')")[0]
+    rp2, s2, status = q(f"SELECT id, checkout_session_id, status FROM stripepay.stripe_subscribe(7301, '{p2}')")[0]
+    check(rp2 != rp1 and s2 != s1, "a new subscription Checkout")
+    check_eq(status, "INCOMPLETE", "new subscription")
+    check_eq(stripe_object("checkout.session", s1)["status"], "expired", "earlier session at Stripe")
+    check_eq(one(f"SELECT status FROM stripepay.recurring_payment WHERE id = {rp1}"), "INCOMPLETE_EXPIRED", "earlier row")
+    check_eq(buyer_completes(s1), 400, "completing the earlier Checkout")
+    check_eq(buyer_completes(s2), 200, "completing the new Checkout")
+    deliver_all()
+    check_eq(len(emulator("GET", "/_emulator/objects").get("subscription", [])), 1, "subscriptions at Stripe")
+    check_eq(q("SELECT id, status, price_id FROM stripepay.recurring_payment WHERE order_id = 7301 ORDER BY id"),
+             [[rp1, "INCOMPLETE_EXPIRED", p1], [rp2, "ACTIVE", p2]], "the order's subscriptions")
+    # completed but not yet known here: refused, nothing new opened
+    rp3, s3 = q(f"SELECT id, checkout_session_id FROM stripepay.stripe_subscribe(7302, '{p1}')")[0]
+    check_eq(buyer_completes(s3), 200, "the buyer subscribes")
+    expect_error(f"SELECT stripepay.stripe_subscribe(7302, '{p2}')", "SP015", db=DB)
+    check_eq(q("SELECT id, status FROM stripepay.recurring_payment WHERE order_id = 7302"), [[rp3, "INCOMPLETE"]], "rows")
+
+
+# --- cancel and resume --------------------------------------------------------------------
+
+def test_cancel_resume_cancel_in_one_second_each_reach_stripe():
+    # The key named the second of the call: the third call replayed the first, Stripe stayed
+    # resumed while the database said canceling, and the renewal was charged.
+    rp, sub, p = subscribed(7601)
+    while time.time() % 1 > 0.2:            # all three well inside one wall-clock second
+        time.sleep(0.01)
+    rows = q(f"SELECT cancel_at_period_end FROM stripepay.stripe_cancel_subscription({rp}, true);"
+             f"SELECT cancel_at_period_end FROM stripepay.stripe_resume_subscription({rp});"
+             f"SELECT cancel_at_period_end FROM stripepay.stripe_cancel_subscription({rp}, true);")
+    check_eq(rows, [["t"], ["f"], ["t"]], "returned")
+    reqs = [r for r in emulator_requests(f"/v1/subscriptions/{sub}") if r["method"] == "POST"]
+    check_eq([(r["params"].get("cancel_at_period_end"), r["status"], bool(r.get("replayed"))) for r in reqs],
+             [("true", 200, False), ("false", 200, False), ("true", 200, False)], "requests at Stripe")
+    check_eq(len({r["headers"]["idempotency-key"] for r in reqs}), 3, "distinct Idempotency-Keys")
+    check_eq(stripe_object("subscription", sub)["cancel_at_period_end"], True, "at Stripe")
+    check_eq(one(f"SELECT cancel_at_period_end FROM stripepay.recurring_payment WHERE id = {rp}"), "t", "here")
+    deliver_all()
+    check_eq(one(f"SELECT cancel_at_period_end FROM stripepay.recurring_payment WHERE id = {rp}"), "t",
+             "after Stripe's webhooks")
+
+
+def test_cancel_of_a_subscription_stripe_already_canceled_is_recorded():
+    # Canceled in the dashboard (or by a request whose answer was lost) before its webhook:
+    # the DELETE's 404 made the cancel fail for good.
+    for at_period_end in (False, True):
+        rp, sub, p = subscribed(7602 + at_period_end)
+        stripe_api("DELETE", f"/v1/subscriptions/{sub}")
+        rows, notices = q_notices(f"SELECT status, canceled_at IS NOT NULL FROM"
+                                  f" stripepay.stripe_cancel_subscription({rp}, {str(at_period_end).lower()})")
+        what = "at period end" if at_period_end else "now"
+        check_eq(rows, [["CANCELED", "t"]], f"cancel {what}")
+        check(f"NOTICE:  00000: subscription {rp} was already canceled at Stripe" in notices, notices)
+        check_eq(one(f"SELECT status FROM stripepay.recurring_payment WHERE id = {rp}"), "CANCELED", f"row, {what}")
+        check_eq(q(f"SELECT status FROM stripepay.subscription_flow WHERE recurring_payment_id = {rp}"
+                   f" AND event_type = 'stripe_cancel_subscription'"), [["CANCELED"]], f"flow, {what}")
+
+
+def test_cancel_of_an_incomplete_subscription_learns_what_its_checkout_did():
+    # The session expired at Stripe unseen: expiring it again was refused and the cancel failed.
+    # The buyer completed it unseen: expiring must not be taken for a cancel.
+    emulator_reset()
+    p = price()
+    rp, s = q(f"SELECT id, checkout_session_id FROM stripepay.stripe_subscribe(7201, '{p}')")[0]
+    emulator("POST", "/_emulator/clock", {"advance": 25 * 3600})
+    check_eq(q(f"SELECT status FROM stripepay.stripe_cancel_subscription({rp})"), [["INCOMPLETE_EXPIRED"]], "expired")
+    check_eq(one(f"SELECT status FROM stripepay.recurring_payment WHERE id = {rp}"), "INCOMPLETE_EXPIRED", "row")
+    emulator_reset()
+    p = price()
+    rp, s = q(f"SELECT id, checkout_session_id FROM stripepay.stripe_subscribe(7202, '{p}')")[0]
+    check_eq(buyer_completes(s), 200, "the buyer subscribes")
+    e = expect_error(f"SELECT stripepay.stripe_cancel_subscription({rp})", "SP016", db=DB)
+    check_eq(e.message, f"subscription {rp} cannot be canceled yet", "message")
+    check_eq(one(f"SELECT status FROM stripepay.recurring_payment WHERE id = {rp}"), "INCOMPLETE", "row")
+    check_eq([x["status"] for x in emulator("GET", "/_emulator/objects").get("subscription", [])], ["active"],
+             "the subscription at Stripe")
+
+
+def test_cancel_in_a_transaction_older_than_a_webhook_is_recorded():
+    # The change was stamped with the transaction's start, older than a webhook applied
+    # meanwhile, so the database kept cancel_at_period_end false although Stripe had it true.
+    rp, sub, p = subscribed(7604)
+    start = len(emulator_events())
+    q("DROP TABLE IF EXISTS public.sp_gate; CREATE TABLE public.sp_gate ()")
+    proc = subprocess.Popen(
+        ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", DB], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdin.write("SET application_name = 'sp_old_xact'; BEGIN; SELECT 1;\n"
+                     "DO $$ BEGIN FOR i IN 1..600 LOOP EXIT WHEN EXISTS (SELECT FROM public.sp_gate);"
+                     " PERFORM pg_sleep(0.05); END LOOP; END $$;\n"
+                     f"SELECT status, cancel_at_period_end FROM stripepay.stripe_cancel_subscription({rp}, true);\n"
+                     "COMMIT;\n")
+    proc.stdin.close()
+    began = None
+    for _ in range(200):
+        began = one("SELECT extract(epoch FROM xact_start) FROM pg_stat_activity"
+                    " WHERE application_name = 'sp_old_xact' AND xact_start IS NOT NULL")
+        if began:
+            break
+        time.sleep(0.05)
+    check(began, "the transaction did not begin")
+    # the webhook's created (whole seconds) must be later than the transaction's start
+    time.sleep(max(0.0, int(float(began)) + 1.05 - time.time()))
+    stripe_api("POST", f"/v1/subscriptions/{sub}", {"metadata[note]": "changed elsewhere"})
+    deliver_all(start)
+    check(one(f"SELECT event_created > to_timestamp({began}) FROM stripepay.recurring_payment WHERE id = {rp}") == "t",
+          "the webhook is newer than the transaction")
+    q("INSERT INTO public.sp_gate DEFAULT VALUES")
+    out, err = proc.stdout.read(), proc.stderr.read()
+    proc.wait(60)
+    q("DROP TABLE public.sp_gate")
+    check(proc.returncode == 0, err)
+    check_eq(out.split(), ["1", "ACTIVE|t"], "returned")
+    check_eq(stripe_object("subscription", sub)["cancel_at_period_end"], True, "at Stripe")
+    check_eq(one(f"SELECT cancel_at_period_end FROM stripepay.recurring_payment WHERE id = {rp}"), "t", "here")
+    check_eq(q(f"SELECT cancel_at_period_end FROM stripepay.subscription_flow WHERE recurring_payment_id = {rp}"
+               f" AND event_id = 'stripe_cancel_subscription'"), [["t"]], "the flow of the change")
+
+
 if __name__ == "__main__":
     setup()
     try:
@@ -415,6 +674,15 @@ if __name__ == "__main__":
             test_two_subscription_changes_in_one_second_end_in_stripes_state,
             test_cancel_at_period_end_resume_and_cancel_now,
             test_cancel_before_checkout_completes_expires_the_session,
+            test_stripe_calls_refuse_a_transaction_snapshot,
+            test_a_second_stripe_pay_expires_the_open_session,
+            test_a_second_stripe_pay_after_the_buyer_completed_the_first_opens_nothing,
+            test_a_second_payment_intent_cancels_the_first,
+            test_a_second_stripe_subscribe_expires_the_open_checkout,
+            test_cancel_resume_cancel_in_one_second_each_reach_stripe,
+            test_cancel_of_a_subscription_stripe_already_canceled_is_recorded,
+            test_cancel_of_an_incomplete_subscription_learns_what_its_checkout_did,
+            test_cancel_in_a_transaction_older_than_a_webhook_is_recorded,
         ])
     finally:
         pass

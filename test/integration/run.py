@@ -10,7 +10,7 @@ import threading
 import time
 
 from harness import (EMULATOR, TEST_KEY, SqlError, check, check_eq, emulator, emulator_requests,
-                     emulator_reset, expect_error, fault, psql, run, scalar)
+                     emulator_reset, expect_error, fault, fresh_database, psql, run, scalar)
 
 API_VERSION = "2026-10-28.endive"
 DB = "sp_integration"
@@ -121,6 +121,39 @@ def test_payment_intent_flow():
         check_eq(r["params"]["metadata"]["order_id"], str(oid), "metadata")
     finally:
         configure(payment_flow="checkout")
+
+
+def test_reinstalled_extension_sends_new_idempotency_keys():
+    # Payment ids start again after DROP/CREATE EXTENSION: the same keys made Stripe replay an
+    # old, paid session as the new payment's, and other parameters got SP006, for 24 hours.
+    db = "sp_reinstall"
+    emulator_reset()
+    fresh_database(db)
+    pid, paid = psql("SELECT id, checkout_session_id FROM stripepay.stripe_pay(42, 'usd', 1999)", db=db)[0]
+    emulator("POST", f"/_emulator/checkout/sessions/{paid}/complete", {"outcome": "paid"})
+    psql("SELECT 1 FROM stripepay.stripe_pay(43, 'usd', 500)", db=db)
+    old_ext = scalar("SELECT oid FROM pg_extension WHERE extname = 'stripepay'", db=db)
+    psql("DROP EXTENSION stripepay CASCADE; CREATE EXTENSION stripepay;"
+         f"SELECT 1 FROM stripepay.configure(secret_key => '{TEST_KEY}', success_url => 'https://shop.example/ok')",
+         db=db)
+    ext, sysid, dboid = psql("SELECT (SELECT oid FROM pg_extension WHERE extname = 'stripepay'),"
+                             " (SELECT system_identifier FROM pg_control_system()),"
+                             " (SELECT oid FROM pg_database WHERE datname = current_database())", db=db)[0]
+    check(ext != old_ext, "a new extension oid")
+    seen = len(emulator_requests())
+    again, session, status = psql("SELECT id, checkout_session_id, status FROM stripepay.stripe_pay(42, 'usd', 1999)",
+                                  db=db)[0]
+    check_eq(again, pid, "payment ids start again")
+    check(session != paid, "the new payment got the old, paid Checkout Session")
+    check_eq(status, "PENDING", "status")
+    other = psql("SELECT id, status FROM stripepay.stripe_pay(77, 'usd', 999)", db=db)[0]
+    check_eq(other[1], "PENDING", "another order (SP006 on a reused key)")
+    reqs = emulator_requests()[seen:]
+    check_eq(len(reqs), 2, "requests")
+    for r, payment in zip(reqs, (again, other[0])):
+        check_eq(r["headers"]["idempotency-key"], f"stripepay-{sysid}-{dboid}-{ext}-pay-{payment}", "Idempotency-Key")
+        check(r["status"] == 200 and not r["replayed"], f"request {r['status']} replayed={r['replayed']}")
+    psql(f"DROP DATABASE {db}", db="postgres")
 
 
 # --- connection reuse ----------------------------------------------------------
@@ -331,6 +364,39 @@ def test_plain_role_placeholder_cannot_redirect_api_base():
         psql("DROP OWNED BY regress_sp_sneaky; DROP ROLE regress_sp_sneaky")
 
 
+def test_interrupted_configure_keeps_the_key_out_of_the_server_log():
+    # An error inside configure() (a lock timeout on the settings row, a statement_timeout)
+    # logged the statement, and with it the secret key being set.
+    secret = "sk_test_ROTATEDkeyNOTforTHElog0042"
+    log = os.environ["SP_SERVER_LOG"]
+    start = os.path.getsize(log)
+    holder = subprocess.Popen(["psql", "-X", "-q", "-d", DB, "-c", "SET application_name = 'sp_settings_holder'",
+                               "-c", "BEGIN", "-c", "SELECT 1 FROM stripepay.configure(brand_name => 'Integration Shop')",
+                               "-c", "SELECT pg_sleep(30)", "-c", "COMMIT"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(200):
+            if scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sp_settings_holder'"
+                      " AND query = 'SELECT pg_sleep(30)'") == "1":
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the settings row is not held")
+        expect_error(f"SET lock_timeout = '200ms'; SELECT stripepay.configure(secret_key => '{secret}')", "55P03")
+        expect_error(f"SET statement_timeout = '300ms'; SELECT stripepay.configure(secret_key => '{secret}')", "57014")
+    finally:
+        psql("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'sp_settings_holder'")
+        holder.communicate(timeout=30)
+    with open(log, errors="replace") as f:
+        f.seek(start)
+        text = f.read()
+    check("canceling statement due to lock timeout" in text, "the lock timeout is not in the log")
+    check("canceling statement due to statement timeout" in text, "the statement timeout is not in the log")
+    leaked = [line for line in text.splitlines() if "ROTATEDkey" in line]
+    check_eq(leaked, [], "log lines with the key")
+    check(psql("SELECT secret_key LIKE '%0042' FROM stripepay.settings")[0][0] == "f", "the key was set")
+
+
 def test_dump_and_restore_keep_payments_and_settings():
     tmp = os.environ["SP_TMP"]
     dump = os.path.join(tmp, "sp.dump")
@@ -363,6 +429,7 @@ if __name__ == "__main__":
         test_checkout_session_parameters,
         test_hostile_brand_round_trips_exactly,
         test_payment_intent_flow,
+        test_reinstalled_extension_sends_new_idempotency_keys,
         test_consecutive_calls_reuse_one_connection,
         test_500_is_retried_with_the_same_key,
         test_429_honours_retry_after,
@@ -375,5 +442,6 @@ if __name__ == "__main__":
         test_pg_cancel_backend_interrupts_within_200ms,
         test_failing_calls_do_not_leak,
         test_plain_role_placeholder_cannot_redirect_api_base,
+        test_interrupted_configure_keeps_the_key_out_of_the_server_log,
         test_dump_and_restore_keep_payments_and_settings,
     ])
