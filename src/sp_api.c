@@ -542,14 +542,9 @@ sp_payment_intent_form(const SpSettings *settings, int64 order_id, int64 payment
 	return form;
 }
 
-/*
- * Before an order gets a new way to pay, its earlier ones that a buyer
- * could still pay are closed: a Checkout Session stays open after a
- * declined card, and one near its expiry, or for another amount, is not
- * reused.  A completed one means the order is being paid: no new one.
- */
-static void
-sp_close_open_payments(const SpSettings *settings, int64 order_id)
+void
+sp_close_open_ways_to_pay(const char *api_key, int64 order_id, const char *select_open,
+						  const char *mark_closed, SpCompletedReport completed)
 {
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1];
@@ -560,14 +555,8 @@ sp_close_open_payments(const SpSettings *settings, int64 order_id)
 	bool	   *sessions;
 
 	values[0] = Int64GetDatum(order_id);
-	n = sp_exec("SELECT id, coalesce(checkout_session_id, payment_intent_id), checkout_session_id IS NOT NULL"
-				"  FROM stripepay.payment_record"
-				" WHERE order_id = $1 AND kind = 'ONE_TIME' AND status IN ('PENDING', 'FAILED')"
-				"   AND (checkout_session_id IS NOT NULL"
-				"        OR (flow = 'payment_intent' AND payment_intent_id IS NOT NULL))"
-				"   AND (expires_at IS NULL OR expires_at > pg_catalog.now())"
-				" ORDER BY id",
-				1, argtypes, values, NULL, SPI_OK_SELECT);
+	n = sp_exec(select_open, 1, argtypes, values, NULL, SPI_OK_SELECT);
+	/* the SPI result is gone after the next statement: keep what it said */
 	ids = palloc(sizeof(int64) * (n + 1));
 	stripe_ids = palloc(sizeof(char *) * (n + 1));
 	sessions = palloc(sizeof(bool) * (n + 1));
@@ -579,20 +568,45 @@ sp_close_open_payments(const SpSettings *settings, int64 order_id)
 	}
 	for (i = 0; i < n; i++)
 	{
-		if (!sp_close_way_to_pay(settings->secret_key, stripe_ids[i], sessions[i]))
-			ereport(ERROR,
-					(errcode(ERRCODE_SP_ALREADY_PAID),
-					 errmsg("order " INT64_FORMAT " is being paid", order_id),
-					 errdetail("The buyer completed %s %s of payment " INT64_FORMAT
-							   "; its outcome comes by webhook.",
-							   sessions[i] ? "Checkout Session" : "PaymentIntent",
-							   stripe_ids[i], ids[i]),
-					 errhint("Wait for the payment's webhook, or read it now with stripepay.refresh_payment().")));
+		if (!sp_close_way_to_pay(api_key, stripe_ids[i], sessions[i]))
+			completed(order_id, ids[i], stripe_ids[i], sessions[i]);
 		values[0] = Int64GetDatum(ids[i]);
-		sp_exec("UPDATE stripepay.payment_record SET status = 'CANCELED', updated_at = pg_catalog.now()"
-				" WHERE id = $1 AND status IN ('PENDING', 'FAILED')",
-				1, argtypes, values, NULL, SPI_OK_UPDATE);
+		sp_exec(mark_closed, 1, argtypes, values, NULL, SPI_OK_UPDATE);
 	}
+}
+
+static void
+sp_payment_completed(int64 order_id, int64 payment_id, const char *stripe_id, bool is_session)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_SP_ALREADY_PAID),
+			 errmsg("order " INT64_FORMAT " is being paid", order_id),
+			 errdetail("The buyer completed %s %s of payment " INT64_FORMAT "; its outcome comes by webhook.",
+					   is_session ? "Checkout Session" : "PaymentIntent", stripe_id, payment_id),
+			 errhint("Wait for the payment's webhook, or read it now with stripepay.refresh_payment().")));
+}
+
+/*
+ * Before an order gets a new way to pay, its earlier ones that a buyer
+ * could still pay are closed: a Checkout Session stays open after a
+ * declined card, and one near its expiry, or for another amount, is not
+ * reused.
+ */
+static void
+sp_close_open_payments(const SpSettings *settings, int64 order_id)
+{
+	sp_close_open_ways_to_pay(settings->secret_key, order_id,
+							  "SELECT id, coalesce(checkout_session_id, payment_intent_id),"
+							  "       checkout_session_id IS NOT NULL"
+							  "  FROM stripepay.payment_record"
+							  " WHERE order_id = $1 AND kind = 'ONE_TIME' AND status IN ('PENDING', 'FAILED')"
+							  "   AND (checkout_session_id IS NOT NULL"
+							  "        OR (flow = 'payment_intent' AND payment_intent_id IS NOT NULL))"
+							  "   AND (expires_at IS NULL OR expires_at > pg_catalog.now())"
+							  " ORDER BY id",
+							  "UPDATE stripepay.payment_record SET status = 'CANCELED', updated_at = pg_catalog.now()"
+							  " WHERE id = $1 AND status IN ('PENDING', 'FAILED')",
+							  sp_payment_completed);
 }
 
 /*

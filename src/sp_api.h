@@ -30,6 +30,18 @@ extern void sp_require_read_committed(const char *function);
  */
 extern bool sp_close_way_to_pay(const char *api_key, const char *id, bool is_session);
 
+/* Raises the ERROR for a way to pay the buyer completed. */
+typedef void (*SpCompletedReport) (int64 order_id, int64 row_id, const char *stripe_id,
+								   bool is_session);
+
+/*
+ * Closes an order's open ways to pay, as select_open ($1 the order; id,
+ * Stripe id, is a session) lists them, marking each with mark_closed ($1
+ * its id), so that the order never has two: a completed one is reported.
+ */
+extern void sp_close_open_ways_to_pay(const char *api_key, int64 order_id, const char *select_open,
+									  const char *mark_closed, SpCompletedReport completed);
+
 /* metadata[order_id] and metadata[<id_key>] under prefix */
 extern void sp_form_add_ids(SpForm *form, const char *prefix, int64 order_id,
 							const char *id_key, int64 id);

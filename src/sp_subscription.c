@@ -48,48 +48,33 @@ sp_return_recurring_payment(int64 rp_id)
 	return sp_return_row("SELECT * FROM stripepay.recurring_payment WHERE id = $1", rp_id);
 }
 
+static void
+sp_subscription_completed(int64 order_id, int64 rp_id, const char *session_id,
+						  bool is_session pg_attribute_unused())
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_SP_ALREADY_SUBSCRIBED),
+			 errmsg("order " INT64_FORMAT " is subscribing", order_id),
+			 errdetail("The buyer completed Checkout Session %s of subscription " INT64_FORMAT
+					   "; the subscription comes by webhook.", session_id, rp_id),
+			 errhint("Cancel it with stripepay.stripe_cancel_subscription() once it has arrived.")));
+}
+
 /*
  * An order has one subscription Checkout open at a time, whatever its
- * price: the earlier ones are expired first.  A completed one means the
- * order is subscribing: no new one.
+ * price: the earlier ones are expired first.
  */
 static void
 sp_close_open_subscriptions(const SpSettings *settings, int64 order_id)
 {
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1];
-	uint64		n;
-	uint64		i;
-	int64	   *ids;
-	char	  **sessions;
-
-	values[0] = Int64GetDatum(order_id);
-	n = sp_exec("SELECT id, checkout_session_id FROM stripepay.recurring_payment"
-				" WHERE order_id = $1 AND status = 'INCOMPLETE' AND subscription_id IS NULL"
-				"   AND checkout_session_id IS NOT NULL AND expires_at > now()"
-				" ORDER BY id",
-				1, argtypes, values, NULL, SPI_OK_SELECT);
-	ids = palloc(sizeof(int64) * (n + 1));
-	sessions = palloc(sizeof(char *) * (n + 1));
-	for (i = 0; i < n; i++)
-	{
-		ids[i] = pg_strtoint64(sp_result_text(i, 1));
-		sessions[i] = sp_result_text(i, 2);
-	}
-	for (i = 0; i < n; i++)
-	{
-		if (!sp_close_way_to_pay(settings->secret_key, sessions[i], true))
-			ereport(ERROR,
-					(errcode(ERRCODE_SP_ALREADY_SUBSCRIBED),
-					 errmsg("order " INT64_FORMAT " is subscribing", order_id),
-					 errdetail("The buyer completed Checkout Session %s of subscription " INT64_FORMAT
-							   "; the subscription comes by webhook.", sessions[i], ids[i]),
-					 errhint("Cancel it with stripepay.stripe_cancel_subscription() once it has arrived.")));
-		values[0] = Int64GetDatum(ids[i]);
-		sp_exec("UPDATE stripepay.recurring_payment SET status = 'INCOMPLETE_EXPIRED', updated_at = now()"
-				" WHERE id = $1 AND status = 'INCOMPLETE'",
-				1, argtypes, values, NULL, SPI_OK_UPDATE);
-	}
+	sp_close_open_ways_to_pay(settings->secret_key, order_id,
+							  "SELECT id, checkout_session_id, true FROM stripepay.recurring_payment"
+							  " WHERE order_id = $1 AND status = 'INCOMPLETE' AND subscription_id IS NULL"
+							  "   AND checkout_session_id IS NOT NULL AND expires_at > now()"
+							  " ORDER BY id",
+							  "UPDATE stripepay.recurring_payment SET status = 'INCOMPLETE_EXPIRED', updated_at = now()"
+							  " WHERE id = $1 AND status = 'INCOMPLETE'",
+							  sp_subscription_completed);
 }
 
 /*
