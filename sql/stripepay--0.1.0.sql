@@ -171,6 +171,7 @@ CREATE TABLE @extschema@.waiting_event (
 	stripe_id		text NOT NULL,	/* pi_..., ch_..., in_... */
 	event_id		text NOT NULL,	/* in webhook_event */
 	facts			jsonb NOT NULL,	/* the event as the ingest decoded it */
+	waiting_since	timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	PRIMARY KEY (stripe_id, event_id)
 );
 CREATE INDEX ON @extschema@.waiting_event (event_id);
@@ -526,6 +527,9 @@ DECLARE
 	moved boolean;
 	prev text;
 	links stripepay._links;
+	/* a charge's embedded refunds name it as the event's object */
+	ch text := coalesce(nullif(f->>'charge', ''),
+						CASE WHEN f->>'object_type' = 'charge' THEN nullif(f->>'object_id', '') END);
 BEGIN
 	SELECT * INTO r FROM stripepay.refund WHERE stripe_refund_id = rid FOR UPDATE;
 	IF r.id IS NULL AND stripepay._id(f->>'refund_id') IS NOT NULL THEN
@@ -535,14 +539,29 @@ BEGIN
 	IF r.id IS NULL THEN
 		/* a refund made elsewhere (the dashboard): find its payment */
 		SELECT * INTO p FROM stripepay.payment_record
-		 WHERE (f->>'payment_intent' IS NOT NULL AND payment_intent_id = f->>'payment_intent')
-			OR (f->>'charge' IS NOT NULL AND charge_id = f->>'charge')
+		 WHERE (nullif(f->>'payment_intent', '') IS NOT NULL AND payment_intent_id = f->>'payment_intent')
+			OR (ch IS NOT NULL AND charge_id = ch)
 		 LIMIT 1 FOR UPDATE;
-		IF p.id IS NULL OR ramount IS NULL OR ramount <= 0 THEN
-			IF p.id IS NULL AND ramount > 0 THEN
-				PERFORM stripepay._wait(f, f->>'payment_intent', f->>'charge',
-										CASE WHEN f->>'object_type' = 'charge' THEN f->>'object_id' END);
+		IF p.status IS DISTINCT FROM 'SUCCESSFUL' AND ramount > 0 THEN
+			/*
+			 * Its payment is unknown, or has not succeeded here yet.  A
+			 * payment that succeeds takes these ids' locks before it looks
+			 * for waiting refunds (after its row lock, as here): look again
+			 * under them, and wait only if it has still not succeeded.
+			 */
+			PERFORM stripepay._lock_ids(f->>'payment_intent', ch);
+			SELECT * INTO p FROM stripepay.payment_record
+			 WHERE (nullif(f->>'payment_intent', '') IS NOT NULL AND payment_intent_id = f->>'payment_intent')
+				OR (ch IS NOT NULL AND charge_id = ch)
+			 LIMIT 1 FOR UPDATE;
+			IF p.status IS DISTINCT FROM 'SUCCESSFUL' THEN
+				PERFORM stripepay._wait(f, f->>'payment_intent', ch);
+				links.order_id := coalesce(p.order_id, stripepay._id(f->>'order_id'));
+				links.payment_id := p.id;
+				RETURN links;
 			END IF;
+		END IF;
+		IF p.id IS NULL OR ramount IS NULL OR ramount <= 0 THEN
 			links.order_id := stripepay._id(f->>'order_id');
 			RETURN links;
 		END IF;
@@ -621,8 +640,13 @@ BEGIN
 		 WHERE payment_intent_id = f->>'payment_intent' OR charge_id = f->>'object_id' LIMIT 1;
 	END IF;
 	IF links.payment_id IS NULL THEN
-		/* to be linked to its payment once that is known */
-		PERFORM stripepay._wait(f, f->>'payment_intent', f->>'object_id');
+		/* to be linked to its payment once that is known (see _apply_one_refund) */
+		PERFORM stripepay._lock_ids(f->>'payment_intent', f->>'object_id');
+		SELECT order_id, id INTO links.order_id, links.payment_id FROM stripepay.payment_record
+		 WHERE payment_intent_id = f->>'payment_intent' OR charge_id = f->>'object_id' LIMIT 1;
+		IF links.payment_id IS NULL THEN
+			PERFORM stripepay._wait(f, f->>'payment_intent', f->>'object_id');
+		END IF;
 	END IF;
 	RETURN links;
 END
@@ -764,6 +788,10 @@ BEGIN
 
 	IF f->>'type' <> 'invoice.paid' OR f->>'billing_reason' IS DISTINCT FROM 'subscription_cycle'
 	   OR coalesce((f->>'amount_paid')::bigint, 0) <= 0 THEN
+		IF f->>'type' = 'invoice.paid' THEN
+			/* no payment will learn this invoice: nothing is to wait for it */
+			DELETE FROM stripepay.waiting_event WHERE stripe_id = f->>'object_id';
+		END IF;
 		RETURN links;
 	END IF;
 
@@ -821,8 +849,13 @@ BEGIN
 	END IF;
 	SELECT * INTO p FROM stripepay.payment_record WHERE invoice_id = f->>'invoice' FOR UPDATE;
 	IF p.id IS NULL THEN
-		PERFORM stripepay._wait(f, f->>'invoice');
-		RETURN NULL;
+		/* _apply_invoice takes the invoice's lock before it looks for us */
+		PERFORM stripepay._lock_ids(f->>'invoice');
+		SELECT * INTO p FROM stripepay.payment_record WHERE invoice_id = f->>'invoice' FOR UPDATE;
+		IF p.id IS NULL THEN
+			PERFORM stripepay._wait(f, f->>'invoice');
+			RETURN NULL;
+		END IF;
 	END IF;
 	/* a PaymentIntent or charge another row holds stays with it */
 	UPDATE stripepay.payment_record SET
@@ -856,12 +889,33 @@ RETURN CASE
 	WHEN f->>'object_type' = 'invoice_payment' THEN stripepay._apply_invoice_payment(f, at)
 END;
 
-/* Keeps an event until a payment knows one of ids. */
+/*
+ * The locks that keep an event from waiting while a payment learns one of
+ * its ids: taken, in one order, by both sides (see _apply_one_refund).
+ * The C path (sp_apply.c) takes the same ones.
+ */
+CREATE FUNCTION @extschema@._lock_ids(VARIADIC ids text[])
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+	SELECT pg_advisory_xact_lock(hashtextextended('stripepay.wait:' || i, 0))
+	  FROM (SELECT DISTINCT i COLLATE "C" AS i FROM unnest(ids) i WHERE i <> '') d
+	 ORDER BY i;
+END;
+
+/*
+ * Keeps an event until a payment knows one of ids, for at most 30 days:
+ * Stripe keeps events no longer, and an id no payment learns by then
+ * belongs to a payment stripepay does not keep (a subscription's first
+ * invoice, a charge made elsewhere).
+ */
 CREATE FUNCTION @extschema@._wait(f jsonb, VARIADIC ids text[])
 RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
+	DELETE FROM stripepay.waiting_event WHERE waiting_since < now() - interval '30 days';
 	INSERT INTO stripepay.waiting_event (stripe_id, event_id, facts)
 	SELECT DISTINCT i, f->>'id', f FROM unnest(ids) i WHERE i <> ''
 	ON CONFLICT DO NOTHING;
@@ -881,6 +935,7 @@ DECLARE
 	n bigint;
 	links stripepay._links;
 BEGIN
+	PERFORM stripepay._lock_ids(VARIADIC ids);
 	FOR w IN SELECT DISTINCT ON (event_id) event_id, facts FROM stripepay.waiting_event
 			  WHERE stripe_id = ANY (ids) ORDER BY event_id LOOP
 		DELETE FROM stripepay.waiting_event WHERE event_id = w.event_id;

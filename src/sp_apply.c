@@ -21,6 +21,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -238,6 +239,24 @@ update_payment(const SpEvent *ev, PaymentRow *row, bool moved, const char *targe
 }
 
 /*
+ * The lock _lock_ids() takes for id: a payment that learns an id and a
+ * refund that would wait for it take turns, so that the refund cannot wait
+ * unseen by the payment's look below (see _apply_one_refund).
+ */
+static void
+lock_id(const char *id)
+{
+	Datum		key;
+
+	if (id == NULL || id[0] == '\0')
+		return;
+	key = DirectFunctionCall2Coll(hashtextextended, C_COLLATION_OID,
+								  CStringGetTextDatum(psprintf("stripepay.wait:%s", id)),
+								  Int64GetDatum(0));
+	(void) DirectFunctionCall1(pg_advisory_xact_lock_int8, key);
+}
+
+/*
  * Applies the events that waited for the payment's PaymentIntent or charge
  * (a refund that came before the payment's own events), as _apply_payment
  * does; usually there are none, and one index probe says so.
@@ -248,6 +267,17 @@ apply_waiting(const PaymentRow *row)
 	Oid			types[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
 	char		nulls[2];
+	const char *first = row->payment_intent;
+	const char *second = row->charge;
+
+	/* in _lock_ids()'s order, so that no two sessions wait on each other */
+	if (first != NULL && second != NULL && strcmp(first, second) > 0)
+	{
+		first = row->charge;
+		second = row->payment_intent;
+	}
+	lock_id(first);
+	lock_id(second);
 
 	sp_keep_plan(&waiting_plan,
 			  "SELECT stripepay._apply_waiting($1, $2)"
