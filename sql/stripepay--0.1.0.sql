@@ -706,14 +706,19 @@ BEGIN
 	/*
 	 * Stripe's "created" counts seconds, and a subscription can change twice
 	 * in one (a renewal's period, then its declined payment).  Of two such
-	 * changes, the one in the state the applied event changed from is older.
+	 * changes, the one in the state the applied event changed from is older,
+	 * unless it changed from the applied one's state in turn: a change and
+	 * its undoing (cancel, then resume) say nothing of their order, and the
+	 * later arrival wins, as before.
 	 */
 	IF moved AND at = r.event_created AND r.event_changed_from IS NOT NULL
 	   AND target = coalesce(r.event_changed_from->>'status', r.status)
 	   AND coalesce((f->>'cancel_at_period_end')::boolean, r.cancel_at_period_end)
 		   = coalesce((r.event_changed_from->>'cancel_at_period_end')::boolean, r.cancel_at_period_end)
 	   AND (target IS DISTINCT FROM r.status
-			OR (f->>'cancel_at_period_end')::boolean IS DISTINCT FROM r.cancel_at_period_end) THEN
+			OR (f->>'cancel_at_period_end')::boolean IS DISTINCT FROM r.cancel_at_period_end)
+	   AND NOT (upper(nullif(f->>'previous_status', '')) IS NOT DISTINCT FROM r.status
+				OR (f->>'previous_cancel_at_period_end')::boolean IS NOT DISTINCT FROM r.cancel_at_period_end) THEN
 		moved := false;
 	END IF;
 	UPDATE stripepay.recurring_payment SET
@@ -1077,7 +1082,12 @@ BEGIN
 	UPDATE stripepay.recurring_payment SET
 		status = new_status, event_created = at,
 		cancel_at_period_end = coalesce(new_cancel_at_period_end, cancel_at_period_end),
-		canceled_at = coalesce(new_canceled_at, canceled_at), updated_at = now()
+		canceled_at = coalesce(new_canceled_at, canceled_at), updated_at = now(),
+		/* what this change changed from, as its webhook will say */
+		event_changed_from = nullif(jsonb_strip_nulls(jsonb_build_object(
+			'status', CASE WHEN new_status IS DISTINCT FROM status THEN status END,
+			'cancel_at_period_end', CASE WHEN coalesce(new_cancel_at_period_end, cancel_at_period_end)
+											  <> cancel_at_period_end THEN cancel_at_period_end END)), '{}')
 	 WHERE id = rp_id
 	RETURNING * INTO r;
 	IF r.status IS NOT DISTINCT FROM prev AND r.cancel_at_period_end = prev_cape THEN
