@@ -18,6 +18,7 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/timestamp.h"
 
 #include "sp_api.h"
 #include "sp_form.h"
@@ -87,36 +88,43 @@ sp_require_read_committed(const char *function)
 				 errhint("Call it in a READ COMMITTED transaction (the default).")));
 }
 
-bool
+SpCloseResult
 sp_close_way_to_pay(const char *api_key, const char *id, bool is_session)
 {
-	static const char *const paths[] = {"status"};
+	static const char *const paths[] = {"status", "payment_status"};
 	const char *what = is_session ? "Checkout Session" : "PaymentIntent";
 	const char *base = is_session ? "/v1/checkout/sessions" : "/v1/payment_intents";
 	char	   *path = psprintf("%s/%s/%s", base, id, is_session ? "expire" : "cancel");
 	SpHttpResponse resp;
 	SpHttpResponse state;
-	const char *status[1];
+	const char *f[2];
 
+	/*
+	 * Closing is idempotent in itself, and the answer to an earlier
+	 * attempt (a stored 500) must not stand for this one: each call has a
+	 * key of its own, shared only by its retries.
+	 */
 	if (sp_stripe_send("POST", path, NULL, api_key,
-					   sp_idempotency_key(is_session ? "expire" : "cancel", id), &resp))
-		return true;
+					   sp_idempotency_key(is_session ? "expire" : "cancel",
+										  psprintf("%s-" INT64_FORMAT, id, (int64) GetCurrentTimestamp())),
+					   &resp))
+		return SP_CLOSE_CLOSED;
 	if (resp.status < 400 || resp.status >= 500)
 		sp_stripe_raise_error("POST", path, &resp);
 
 	/* refused: closed already, or completed by the buyer meanwhile */
 	sp_stripe_call("GET", psprintf("%s/%s", base, id), NULL, api_key, NULL, &state);
-	sp_stripe_fields(state.body, state.body_len, what, paths, 1, status);
-	if (status[0] != NULL &&
-		(strcmp(status[0], is_session ? "expired" : "canceled") == 0))
-		return true;
-	if (status[0] != NULL &&
-		(is_session ? strcmp(status[0], "complete") == 0
-		 : (strcmp(status[0], "succeeded") == 0 || strcmp(status[0], "processing") == 0 ||
-			strcmp(status[0], "requires_capture") == 0)))
-		return false;
+	sp_stripe_fields(state.body, state.body_len, what, paths, 2, f);
+	if (f[0] != NULL && strcmp(f[0], is_session ? "expired" : "canceled") == 0)
+		return SP_CLOSE_CLOSED;
+	if (f[0] != NULL && is_session && strcmp(f[0], "complete") == 0)
+		return f[1] != NULL && strcmp(f[1], "unpaid") == 0 ? SP_CLOSE_COMPLETE_UNPAID : SP_CLOSE_PAID;
+	if (f[0] != NULL && !is_session &&
+		(strcmp(f[0], "succeeded") == 0 || strcmp(f[0], "processing") == 0 ||
+		 strcmp(f[0], "requires_capture") == 0))
+		return SP_CLOSE_PAID;
 	sp_stripe_raise_error("POST", path, &resp);
-	return false;				/* not reached */
+	return SP_CLOSE_PAID;		/* not reached */
 }
 
 void
@@ -553,6 +561,7 @@ sp_close_open_ways_to_pay(const char *api_key, int64 order_id, const char *selec
 	int64	   *ids;
 	char	  **stripe_ids;
 	bool	   *sessions;
+	bool	   *failed;
 
 	values[0] = Int64GetDatum(order_id);
 	n = sp_exec(select_open, 1, argtypes, values, NULL, SPI_OK_SELECT);
@@ -560,15 +569,21 @@ sp_close_open_ways_to_pay(const char *api_key, int64 order_id, const char *selec
 	ids = palloc(sizeof(int64) * (n + 1));
 	stripe_ids = palloc(sizeof(char *) * (n + 1));
 	sessions = palloc(sizeof(bool) * (n + 1));
+	failed = palloc(sizeof(bool) * (n + 1));
 	for (i = 0; i < n; i++)
 	{
 		ids[i] = pg_strtoint64(sp_result_text(i, 1));
 		stripe_ids[i] = sp_result_text(i, 2);
 		sessions[i] = strcmp(sp_result_text(i, 3), "t") == 0;
+		failed[i] = strcmp(sp_result_text(i, 4), "FAILED") == 0;
 	}
 	for (i = 0; i < n; i++)
 	{
-		if (!sp_close_way_to_pay(api_key, stripe_ids[i], sessions[i]))
+		SpCloseResult closed = sp_close_way_to_pay(api_key, stripe_ids[i], sessions[i]);
+
+		if (closed == SP_CLOSE_COMPLETE_UNPAID && failed[i])
+			continue;			/* its async payment failed: it is over */
+		if (closed != SP_CLOSE_CLOSED)
 			completed(order_id, ids[i], stripe_ids[i], sessions[i]);
 		values[0] = Int64GetDatum(ids[i]);
 		sp_exec(mark_closed, 1, argtypes, values, NULL, SPI_OK_UPDATE);
@@ -597,7 +612,7 @@ sp_close_open_payments(const SpSettings *settings, int64 order_id)
 {
 	sp_close_open_ways_to_pay(settings->secret_key, order_id,
 							  "SELECT id, coalesce(checkout_session_id, payment_intent_id),"
-							  "       checkout_session_id IS NOT NULL"
+							  "       checkout_session_id IS NOT NULL, status"
 							  "  FROM stripepay.payment_record"
 							  " WHERE order_id = $1 AND kind = 'ONE_TIME' AND status IN ('PENDING', 'FAILED')"
 							  "   AND (checkout_session_id IS NOT NULL"

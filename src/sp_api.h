@@ -23,12 +23,20 @@ extern void sp_require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
 /* ERROR (25000) unless the transaction reads each statement's own snapshot. */
 extern void sp_require_read_committed(const char *function);
 
+typedef enum SpCloseResult
+{
+	SP_CLOSE_CLOSED,			/* expired or canceled, now or before */
+	SP_CLOSE_PAID,				/* the buyer paid, or the payment is under way */
+	SP_CLOSE_COMPLETE_UNPAID	/* a Checkout completed without money: an
+								 * async payment, under way or failed */
+} SpCloseResult;
+
 /*
  * Expires an open Checkout Session (or cancels a PaymentIntent, for
- * is_session false) so that it can no longer be paid.  True when it is
- * closed, or already was; false when the buyer completed it.
+ * is_session false) so that it can no longer be paid, and says what became
+ * of it.
  */
-extern bool sp_close_way_to_pay(const char *api_key, const char *id, bool is_session);
+extern SpCloseResult sp_close_way_to_pay(const char *api_key, const char *id, bool is_session);
 
 /* Raises the ERROR for a way to pay the buyer completed. */
 typedef void (*SpCompletedReport) (int64 order_id, int64 row_id, const char *stripe_id,
@@ -36,8 +44,10 @@ typedef void (*SpCompletedReport) (int64 order_id, int64 row_id, const char *str
 
 /*
  * Closes an order's open ways to pay, as select_open ($1 the order; id,
- * Stripe id, is a session) lists them, marking each with mark_closed ($1
- * its id), so that the order never has two: a completed one is reported.
+ * Stripe id, is a session, status) lists them, marking each with
+ * mark_closed ($1 its id), so that the order never has two: a completed one
+ * is reported, unless the row says its payment failed (a completed Checkout
+ * whose async payment failed can be paid no more).
  */
 extern void sp_close_open_ways_to_pay(const char *api_key, int64 order_id, const char *select_open,
 									  const char *mark_closed, SpCompletedReport completed);

@@ -68,7 +68,7 @@ static void
 sp_close_open_subscriptions(const SpSettings *settings, int64 order_id)
 {
 	sp_close_open_ways_to_pay(settings->secret_key, order_id,
-							  "SELECT id, checkout_session_id, true FROM stripepay.recurring_payment"
+							  "SELECT id, checkout_session_id, true, status FROM stripepay.recurring_payment"
 							  " WHERE order_id = $1 AND status = 'INCOMPLETE' AND subscription_id IS NULL"
 							  "   AND checkout_session_id IS NOT NULL AND expires_at > now()"
 							  " ORDER BY id",
@@ -298,7 +298,7 @@ stripepay_stripe_cancel_subscription(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_SP_NO_SUCH_SUBSCRIPTION),
 					 errmsg("subscription " INT64_FORMAT " has nothing to cancel at Stripe", rp_id)));
-		if (!sp_close_way_to_pay(settings.secret_key, session_id, true))
+		if (sp_close_way_to_pay(settings.secret_key, session_id, true) != SP_CLOSE_CLOSED)
 			ereport(ERROR,
 					(errcode(ERRCODE_SP_NO_SUCH_SUBSCRIPTION),
 					 errmsg("subscription " INT64_FORMAT " cannot be canceled yet", rp_id),
