@@ -941,8 +941,10 @@ DECLARE
 	links stripepay._links;
 BEGIN
 	PERFORM stripepay._lock_ids(VARIADIC ids);
-	FOR w IN SELECT DISTINCT ON (event_id) event_id, facts FROM stripepay.waiting_event
-			  WHERE stripe_id = ANY (ids) ORDER BY event_id LOOP
+	/* in the order Stripe made them, so that the flows fire in that order */
+	FOR w IN SELECT * FROM (SELECT DISTINCT ON (event_id) event_id, facts FROM stripepay.waiting_event
+							 WHERE stripe_id = ANY (ids)) d
+			  ORDER BY (facts->>'created')::bigint, event_id LOOP
 		DELETE FROM stripepay.waiting_event WHERE event_id = w.event_id;
 		GET DIAGNOSTICS n = ROW_COUNT;
 		CONTINUE WHEN n = 0;	/* applied by a transaction we waited for */
