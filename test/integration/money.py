@@ -517,6 +517,54 @@ def test_a_second_stripe_pay_after_the_buyer_completed_the_first_opens_nothing()
     check_eq(one(f"SELECT status FROM stripepay.payment_record WHERE id = {pid1}"), "SUCCESSFUL", "after its webhook")
 
 
+
+def test_an_order_whose_async_payment_failed_can_be_paid_again():
+    # A failed bank payment leaves its Checkout Session complete and unpaid at Stripe, which was
+    # taken for a payment under way: the order could not be paid again until the session expired
+    # (SP011 "is being paid").
+    for order_id, amount in ((7406, 3000), (7407, 3100)):
+        emulator_reset()
+        pid1, s1 = q(f"SELECT id, checkout_session_id FROM stripepay.stripe_pay({order_id}, 'usd', 3000)")[0]
+        check_eq(buyer_completes(s1, "async_pending"), 200, "a bank payment")
+        emulator("POST", f"/_emulator/checkout/sessions/{s1}/async_payment", {"outcome": "failed"})
+        check("checkout.session.async_payment_failed" in [e["type"] for e in emulator_events()], "emitted")
+        deliver_all()
+        check_eq(one(f"SELECT status FROM stripepay.payment_record WHERE id = {pid1}"), "FAILED", "after the failure")
+        session = stripe_object("checkout.session", s1)
+        check_eq((session["status"], session["payment_status"]), ("complete", "unpaid"), "the session at Stripe")
+        pid2, s2, status = q(f"SELECT id, checkout_session_id, status FROM stripepay.stripe_pay({order_id}, 'usd', {amount})")[0]
+        check(pid2 != pid1 and s2 != s1, f"amount {amount}: a new payment {pid2} and session")
+        check_eq(status, "PENDING", f"amount {amount}: new payment")
+        check_eq(buyer_completes(s2), 200, f"amount {amount}: paying the new session")
+        deliver_all()
+        check_eq(q(f"SELECT id, status, amount FROM stripepay.payment_record WHERE order_id = {order_id} ORDER BY id"),
+                 [[pid1, "FAILED", "3000"], [pid2, "SUCCESSFUL", str(amount)]], f"amount {amount}: the order's payments")
+
+
+def test_a_stored_error_on_expire_fails_only_that_stripe_pay():
+    # The expire's Idempotency-Key named the session, so Stripe replayed one stored 500 to every
+    # later stripe_pay for the order for 24 hours (SP005 each time) while the session stayed payable.
+    emulator_reset()
+    pid1, s1 = q("SELECT id, checkout_session_id FROM stripepay.stripe_pay(7408, 'usd', 3000)")[0]
+    expire = f"/v1/checkout/sessions/{s1}/expire"
+    fault("500", count=1, store=True, path_prefix=expire)
+    expect_error("SELECT stripepay.stripe_pay(7408, 'usd', 4000)", "SP005", db=DB)
+    failed = [r for r in emulator_requests(expire) if r["method"] == "POST"]
+    check(failed and all(r["status"] == 500 for r in failed), f"the failing call's expires {failed}")
+    check_eq(stripe_object("checkout.session", s1)["status"], "open", "the session after the failed call")
+    check_eq(q("SELECT id, status FROM stripepay.payment_record WHERE order_id = 7408"), [[pid1, "PENDING"]], "rows")
+    pid2, s2, status = q("SELECT id, checkout_session_id, status FROM stripepay.stripe_pay(7408, 'usd', 4000)")[0]
+    check(pid2 != pid1 and s2 != s1 and status == "PENDING", f"a new payment {pid2}, {status}")
+    reqs = [r for r in emulator_requests(expire) if r["method"] == "POST"]
+    last = reqs[-1]
+    check_eq((last["status"], bool(last.get("replayed"))), (200, False), "the last expire")
+    keys = [r["headers"]["idempotency-key"] for r in reqs]
+    check(keys[-1] not in keys[:len(failed)], f"the last expire reused the failed call's key: {keys}")
+    check_eq(len(set(keys)), 2, f"Idempotency-Keys, one per stripe_pay's close attempt, of {keys}")
+    check_eq(stripe_object("checkout.session", s1)["status"], "expired", "the earlier session at Stripe")
+    check_eq(q("SELECT id, status FROM stripepay.payment_record WHERE order_id = 7408 ORDER BY id"),
+             [[pid1, "CANCELED"], [pid2, "PENDING"]], "the order's payments")
+
 def test_a_second_payment_intent_cancels_the_first():
     # With the payment_intent flow the app's page could still confirm the earlier PaymentIntent.
     q("SELECT 1 FROM stripepay.configure(payment_flow => 'payment_intent')")
@@ -677,6 +725,8 @@ if __name__ == "__main__":
             test_stripe_calls_refuse_a_transaction_snapshot,
             test_a_second_stripe_pay_expires_the_open_session,
             test_a_second_stripe_pay_after_the_buyer_completed_the_first_opens_nothing,
+            test_an_order_whose_async_payment_failed_can_be_paid_again,
+            test_a_stored_error_on_expire_fails_only_that_stripe_pay,
             test_a_second_payment_intent_cancels_the_first,
             test_a_second_stripe_subscribe_expires_the_open_checkout,
             test_cancel_resume_cancel_in_one_second_each_reach_stripe,

@@ -509,6 +509,135 @@ def test_a_refund_before_its_payments_events_waits_and_counts_once():
     return f"20 shuffles, {early} with the refund before the payment's ids"
 
 
+
+def test_a_refund_waiting_while_its_payment_commits_is_applied():
+    # The refund's ingest found no payment and decided to wait, but committed only after the
+    # payment's ingest had learned its ids and looked for waiting refunds: it waited for ever and
+    # amount_refunded stayed 0.  A gate holds the refund's transaction open at that instant.
+    pid, sess, events = pay_and_complete(7010, amount=3000)
+    pi = next(e for e in events if e["type"] == "payment_intent.succeeded")["data"]["object"]["id"]
+    emulator("POST", "/_emulator/refunds", {"payment_intent": pi, "amount": 1000})
+    events = emulator_events()
+    created = next(e for e in events if e["type"] == "refund.created")
+    stripe_refunded = next(e for e in events if e["type"] == "charge.refunded")["data"]["object"]["amount_refunded"]
+    payment_events = [e for e in events if e["type"] in
+                      ("checkout.session.completed", "payment_intent.succeeded", "charge.succeeded")]
+    gate = 70107010                     # an advisory lock the test holds; the refund's wait takes it
+    holder = subprocess.Popen(["psql", "-X", "-q", "-d", DB], stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    holder.stdin.write(f"SELECT pg_advisory_lock({gate});\n")
+    holder.stdin.flush()
+
+    def at_gate(granted):
+        return one(f"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 0"
+                   f"   AND objid = {gate} AND objsubid = 1 AND {'' if granted else 'NOT'} granted")
+    results, errors = {}, []
+
+    def worker(name, evs):
+        try:
+            results[name] = [deliver(e)[2] for e in evs]
+        except Exception as err:  # reported below
+            errors.append(f"{name}: {err}")
+
+    refund = threading.Thread(target=worker, args=("refund", [created]))
+    payment = threading.Thread(target=worker, args=("payment", payment_events))
+    try:
+        for _ in range(100):
+            if at_gate(True) == "1":
+                break
+            time.sleep(0.05)
+        check_eq(at_gate(True), "1", "the gate closed")
+        q(f"CREATE FUNCTION public.sp_gate() RETURNS trigger LANGUAGE plpgsql AS"
+          f"  $$ BEGIN PERFORM pg_advisory_xact_lock({gate}); RETURN NEW; END $$;"
+          f"CREATE TRIGGER sp_gate AFTER INSERT ON stripepay.waiting_event FOR EACH ROW"
+          f"  WHEN (NEW.event_id = '{created['id']}') EXECUTE FUNCTION public.sp_gate()")
+        refund.start()
+        for _ in range(200):            # the refund has decided to wait, and is held there
+            if at_gate(False) == "1":
+                break
+            time.sleep(0.05)
+        check_eq(at_gate(False), "1", "the refund's ingest held at the gate")
+        payment.start()
+        for _ in range(200):            # committed, or held by the refund's locks
+            if not payment.is_alive() or one(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+                    " WHERE l.locktype = 'advisory' AND NOT l.granted"
+                    "   AND a.query LIKE '%stripe_ingest_webhook%'") == "2":
+                break
+            time.sleep(0.05)
+        held = payment.is_alive()
+    finally:
+        holder.stdin.close()            # the gate opens: the refund commits
+        holder.wait(30)
+        for th in (refund, payment):
+            if th.ident is not None:
+                th.join(60)
+        q("DROP TRIGGER IF EXISTS sp_gate ON stripepay.waiting_event; DROP FUNCTION IF EXISTS public.sp_gate()")
+    check_eq(errors, [], "errors")
+    check_eq(results, {"refund": [False], "payment": [False] * len(payment_events)}, "already_processed")
+    check_eq(q(f"SELECT status, amount_refunded, (SELECT count(*) FROM stripepay.refund WHERE payment_id = {pid}),"
+               f"       (SELECT count(*) FROM stripepay.waiting_event WHERE event_id = '{created['id']}')"
+               f"  FROM stripepay.payment_record WHERE id = {pid}"),
+             [["SUCCESSFUL", str(stripe_refunded), "1", "0"]], "status, amount_refunded, refunds, waiting rows")
+    return "the payment's ingest " + ("waited for the refund's commit" if held else "committed first")
+
+
+def test_a_change_and_its_undoing_in_one_second_end_in_the_later_state():
+    # Cancel at period end, then resume, stamped with one second: each changed from the other's
+    # state, so the same-second rule for a renewal took the resume for the older and dropped it;
+    # the row said canceling while Stripe would renew (and charge).
+    sub = "sub_" + uid("undo")
+    t = 1_800_000_000
+
+    def change(created, cape, previous):
+        e = sub_event(sub, 0, "active", created, cancel_at_period_end=cape)
+        e["data"]["previous_attributes"] = previous
+        return e
+
+    deliver(change(t, False, {"status": "incomplete"}))
+    deliver(change(t + 50, True, {"cancel_at_period_end": False}))
+    check_eq(one(f"SELECT cancel_at_period_end FROM stripepay.recurring_payment WHERE subscription_id = '{sub}'"),
+             "t", "after the cancel")
+    deliver(change(t + 50, False, {"cancel_at_period_end": True}))
+    check_eq(q(f"SELECT status, cancel_at_period_end FROM stripepay.recurring_payment WHERE subscription_id = '{sub}'"),
+             [["ACTIVE", "f"]], "after the resume in the same second")
+
+
+def test_an_invoice_payment_of_a_first_invoice_waits_until_its_invoice_paid():
+    # invoice_payment.paid of an invoice that is no renewal (a subscription's first) waits for a
+    # renewal payment that never comes: it stayed in waiting_event for ever.  Its invoice.paid
+    # clears it, and a row older than Stripe keeps events (30 days) goes with the next wait.
+    sub = "sub_" + uid("first")
+    deliver(sub_event(sub, 0, "active", 1_800_000_000, "created"))
+
+    def invoice_payment(invoice):
+        return fixture("invoice_payment.paid", id="evt_" + uid("inpay"),
+                       **{"data.object.id": "inpay_" + uid("inpay"), "data.object.invoice": invoice})
+
+    def waiting(e):
+        return q(f"SELECT stripe_id, waiting_since > now() - interval '1 minute' FROM stripepay.waiting_event"
+                 f" WHERE event_id = '{e['id']}'")
+
+    first = "in_" + uid("first")
+    e = invoice_payment(first)
+    deliver(e)
+    check_eq(waiting(e), [[first, "t"]], "waits for its invoice")
+    paid = fixture("invoice.paid", id="evt_" + uid("inv"), **{"data.object.id": first,
+                                                             "data.object.billing_reason": "subscription_create"})
+    paid["data"]["object"]["parent"]["subscription_details"]["subscription"] = sub
+    deliver(paid)
+    check_eq(waiting(e), [], "waiting after the invoice's invoice.paid")
+    check_eq(one(f"SELECT count(*) FROM stripepay.payment_record WHERE invoice_id = '{first}'"), "0", "payments")
+    # an invoice whose invoice.paid never comes: gone after 30 days, by the next event that waits
+    old, young, late = (invoice_payment("in_" + uid("first")) for _ in range(3))
+    deliver(old)
+    deliver(young)
+    q(f"UPDATE stripepay.waiting_event SET waiting_since = now() - interval '31 days' WHERE event_id = '{old['id']}';"
+      f"UPDATE stripepay.waiting_event SET waiting_since = now() - interval '29 days' WHERE event_id = '{young['id']}'")
+    deliver(late)
+    check_eq(q(f"SELECT event_id FROM stripepay.waiting_event WHERE event_id IN ('{old['id']}', '{young['id']}',"
+               f" '{late['id']}') ORDER BY waiting_since"), [[young["id"]], [late["id"]]], "waiting events")
+
 def test_events_we_do_not_act_on_are_recorded_and_linked():
     pid, sess, events = pay_and_complete(7008)
     for e in events:
@@ -792,6 +921,9 @@ if __name__ == "__main__":
         test_renewal_makes_one_payment_and_the_deduction_flow_links_a_new_order,
         test_refund_lifecycle_in_any_order_counts_only_what_stands,
         test_a_refund_before_its_payments_events_waits_and_counts_once,
+        test_a_refund_waiting_while_its_payment_commits_is_applied,
+        test_a_change_and_its_undoing_in_one_second_end_in_the_later_state,
+        test_an_invoice_payment_of_a_first_invoice_waits_until_its_invoice_paid,
         test_events_we_do_not_act_on_are_recorded_and_linked,
         test_an_unknown_payment_is_adopted_from_its_metadata,
         test_concurrent_events_of_an_unknown_payment_adopt_it_once,
