@@ -47,7 +47,7 @@ static SPIPlanPtr update_plan = NULL;
 static SPIPlanPtr flow_plan = NULL;
 static SPIPlanPtr waiting_plan = NULL;
 
-#define PAYMENT_COLUMNS "id, order_id, status, event_created, amount, currency"
+#define PAYMENT_COLUMNS "id, order_id, status, event_created, amount, currency, payment_intent_id"
 
 /* A text parameter, or NULL for an empty or absent value. */
 static Datum
@@ -71,6 +71,7 @@ typedef struct PaymentRow
 	TimestampTz event_created;
 	int64		amount;
 	char	   *currency;
+	bool		had_intent;		/* before this event */
 	char	   *payment_intent;	/* after the update, NULL if unknown */
 	char	   *charge;
 } PaymentRow;
@@ -98,6 +99,8 @@ lock_payment(SPIPlanPtr plan, Datum *values, const char *nulls, PaymentRow *row)
 	row->event_created = isnull ? 0 : DatumGetTimestampTz(d);
 	row->amount = DatumGetInt64(SPI_getbinval(tuple, desc, 5, &isnull));
 	row->currency = SPI_getvalue(tuple, desc, 6);
+	(void) SPI_getbinval(tuple, desc, 7, &isnull);
+	row->had_intent = !isnull;
 	return true;
 }
 
@@ -270,14 +273,22 @@ apply_waiting(const PaymentRow *row)
 	const char *first = row->payment_intent;
 	const char *second = row->charge;
 
-	/* in _lock_ids()'s order, so that no two sessions wait on each other */
-	if (first != NULL && second != NULL && strcmp(first, second) > 0)
+	/*
+	 * The ids' locks matter only when the payment learns its PaymentIntent
+	 * now: a refund names it, and while the row already had it, the
+	 * refund's look-up locks the row and so takes turns with us.
+	 */
+	if (!row->had_intent)
 	{
-		first = row->charge;
-		second = row->payment_intent;
+		/* in _lock_ids()'s order, so that no two sessions wait on each other */
+		if (first != NULL && second != NULL && strcmp(first, second) > 0)
+		{
+			first = row->charge;
+			second = row->payment_intent;
+		}
+		lock_id(first);
+		lock_id(second);
 	}
-	lock_id(first);
-	lock_id(second);
 
 	sp_keep_plan(&waiting_plan,
 			  "SELECT stripepay._apply_waiting($1, $2)"
