@@ -18,7 +18,6 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
-#include "utils/timestamp.h"
 
 #include "sp_api.h"
 #include "sp_form.h"
@@ -105,8 +104,7 @@ sp_close_way_to_pay(const char *api_key, const char *id, bool is_session)
 	 * key of its own, shared only by its retries.
 	 */
 	if (sp_stripe_send("POST", path, NULL, api_key,
-					   sp_idempotency_key(is_session ? "expire" : "cancel",
-										  psprintf("%s-" INT64_FORMAT, id, (int64) GetCurrentTimestamp())),
+					   sp_idempotency_key_for_call(is_session ? "expire" : "cancel", id),
 					   &resp))
 		return SP_CLOSE_CLOSED;
 	if (resp.status < 400 || resp.status >= 500)

@@ -11,6 +11,7 @@
 #include "access/xlog.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
+#include "utils/timestamp.h"
 
 #include "sp_json.h"
 #include "sp_stripe.h"
@@ -28,6 +29,12 @@ sp_idempotency_key(const char *operation, const char *what)
 	return psprintf("stripepay-" UINT64_FORMAT "-%u-%u-%s-%s",
 					GetSystemIdentifier(), MyDatabaseId,
 					get_extension_oid("stripepay", false), operation, what);
+}
+
+char *
+sp_idempotency_key_for_call(const char *operation, const char *what)
+{
+	return sp_idempotency_key(operation, psprintf("%s-" INT64_FORMAT, what, (int64) GetCurrentTimestamp()));
 }
 
 /* One SQLSTATE per kind of failure, after Stripe's error types. */

@@ -56,6 +56,13 @@ extern bool sp_stripe_is_idempotency_error(const SpHttpResponse *resp);
  */
 extern char *sp_idempotency_key(const char *operation, const char *what);
 
+/*
+ * A key for one call only, shared by its retries: for requests idempotent
+ * in themselves (setting a flag, expiring a session), where a key a later
+ * call could send again would replay an older answer.
+ */
+extern char *sp_idempotency_key_for_call(const char *operation, const char *what);
+
 /* Reads scalar fields of a 2xx JSON body; ERROR if it is not JSON. */
 extern void sp_stripe_fields(const char *body, size_t len, const char *what,
 							 const char *const *paths, int npaths, const char **values);

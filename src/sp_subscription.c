@@ -18,7 +18,6 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
-#include "utils/timestamp.h"
 
 #include "sp_api.h"
 #include "sp_store.h"
@@ -331,9 +330,8 @@ stripepay_stripe_cancel_subscription(PG_FUNCTION_ARGS)
 
 		sp_form_add(form, "cancel_at_period_end", "true");
 		sent = sp_stripe_send("POST", path, form, settings.secret_key,
-							  sp_idempotency_key("cancel-at-period-end",
-												 psprintf(INT64_FORMAT "-" INT64_FORMAT, rp_id,
-														  (int64) GetCurrentTimestamp())),
+							  sp_idempotency_key_for_call("cancel-at-period-end",
+														  psprintf(INT64_FORMAT, rp_id)),
 							  &resp);
 	}
 	else
@@ -394,8 +392,7 @@ stripepay_stripe_resume_subscription(PG_FUNCTION_ARGS)
 	sp_form_add(form, "cancel_at_period_end", "false");
 	sp_stripe_call("POST", psprintf("/v1/subscriptions/%s", subscription_id), form,
 				   settings.secret_key,
-				   sp_idempotency_key("resume", psprintf(INT64_FORMAT "-" INT64_FORMAT, rp_id,
-														 (int64) GetCurrentTimestamp())),
+				   sp_idempotency_key_for_call("resume", psprintf(INT64_FORMAT, rp_id)),
 				   &resp);
 	sp_record_subscription(rp_id, &resp, "stripe_resume_subscription");
 	PG_RETURN_DATUM(sp_return_recurring_payment(rp_id));

@@ -517,7 +517,6 @@ def test_a_second_stripe_pay_after_the_buyer_completed_the_first_opens_nothing()
     check_eq(one(f"SELECT status FROM stripepay.payment_record WHERE id = {pid1}"), "SUCCESSFUL", "after its webhook")
 
 
-
 def test_an_order_whose_async_payment_failed_can_be_paid_again():
     # A failed bank payment leaves its Checkout Session complete and unpaid at Stripe, which was
     # taken for a payment under way: the order could not be paid again until the session expired
