@@ -22,13 +22,13 @@ version=$(sed -n "s/^default_version = '\(.*\)'/\1/p" stripepay.control)
 # The flags each part is built with (Makefile, test/*/Makefile), minus the
 # optimisation and sanitizer flags that do not change what is analysed.
 ext_flags=(-std=gnu99 -D_GNU_SOURCE -isystem "$server_inc" -Isrc
-	"-DSTRIPEPAY_VERSION=\"$version\"" $(pkg-config --cflags libcurl json-c libcrypto))
+	"-DSTRIPEPAY_VERSION=\"$version\"" $(pkg-config --cflags libcurl libcrypto))
 relay_flags=(-std=gnu11 -pthread "-DRELAY_VERSION=\"$version\"" -isystem "$client_inc"
 	$(pkg-config --cflags libmicrohttpd))
-test_flags=(-std=gnu11 -D_GNU_SOURCE -Isrc -Isrc/relay -Itest/unit
+test_flags=(-std=gnu11 -D_GNU_SOURCE -Isrc/pure -Isrc/relay -Itest/unit -Itest/fuzz
 	-DSP_EVENT_FIXTURES=\"test/fixtures/events\" $(pkg-config --cflags json-c libcrypto))
 
-ext_files=(src/*.c)
+ext_files=(src/*.c src/pure/*.c)
 relay_files=(src/relay/*.c)
 unit_files=(test/unit/*.c)
 other_test_files=(test/fuzz/*.c test/relay/*.c test/webhook/*.c)

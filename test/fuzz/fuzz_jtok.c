@@ -160,6 +160,65 @@ utf8_well_formed(const uint8_t *s, size_t size)
 	return true;
 }
 
+/*
+ * A well-formed number's text against numeric's limits, as jsonb stores
+ * it: at most 16383 digits after the point, the first significant one at
+ * most 131071 places before it, an exponent short of INT_MAX / 2.
+ */
+static bool
+number_fits_numeric(const uint8_t *s, size_t n)
+{
+	size_t		i = s[0] == '-' ? 1 : 0;
+	size_t		int_from = i;
+	long long	int_digits;
+	long long	frac_digits = 0;
+	long long	weight = 0;
+	bool		nonzero = false;
+	long long	exponent = 0;
+	bool		negative = false;
+	size_t		k;
+
+	while (i < n && s[i] >= '0' && s[i] <= '9')
+		i++;
+	int_digits = (long long) (i - int_from);
+	for (k = 0; k < (size_t) int_digits && !nonzero; k++)
+		if (s[int_from + k] != '0')
+		{
+			nonzero = true;
+			weight = int_digits - 1 - (long long) k;
+		}
+	if (i < n && s[i] == '.')
+	{
+		size_t		frac_from = ++i;
+
+		while (i < n && s[i] >= '0' && s[i] <= '9')
+			i++;
+		frac_digits = (long long) (i - frac_from);
+		for (k = 0; k < (size_t) frac_digits && !nonzero; k++)
+			if (s[frac_from + k] != '0')
+			{
+				nonzero = true;
+				weight = -(long long) k - 1;
+			}
+	}
+	if (i < n && (s[i] == 'e' || s[i] == 'E'))
+	{
+		i++;
+		if (i < n && (s[i] == '+' || s[i] == '-'))
+			negative = s[i++] == '-';
+		for (; i < n; i++)
+			if (exponent < 2000000000LL)
+				exponent = exponent * 10 + (s[i] - '0');
+		if (exponent >= 1073741823LL)
+			return false;
+		if (negative)
+			exponent = -exponent;
+	}
+	if (frac_digits - exponent > 16383)
+		return false;
+	return !nonzero || weight + exponent <= 131071;
+}
+
 /* one number's text against RFC 8259's grammar */
 static bool
 number_well_formed(const uint8_t *s, size_t n)
@@ -225,7 +284,7 @@ jsonb_refuses(const uint8_t *data, size_t size)
 				n++;
 			if (n > 0)
 			{
-				if (!number_well_formed(data + i, n))
+				if (!number_well_formed(data + i, n) || !number_fits_numeric(data + i, n))
 					return true;
 				i += n - 1;
 				continue;

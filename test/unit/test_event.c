@@ -105,19 +105,26 @@ decode_fixture(const char *name)
  * enough for every inline case below.
  */
 static const char *
-wrap(const char *type, const char *object)
+wrap_version(const char *type, const char *api_version, const char *object)
 {
 	static char buf[16384];
 	int			n;
 
 	n = snprintf(buf, sizeof(buf),
 				 "{\"id\":\"evt_test\",\"object\":\"event\","
-				 "\"api_version\":\"" NEW_VERSION "\",\"created\":1700000000,"
+				 "\"api_version\":\"%s\",\"created\":1700000000,"
 				 "\"livemode\":false,\"type\":\"%s\",\"data\":{\"object\":%s}}",
-				 type, object);
+				 api_version, type, object);
 	if (n < 0 || (size_t) n >= sizeof(buf))
 		return "";
 	return buf;
+}
+
+/* An event of the pinned version. */
+static const char *
+wrap(const char *type, const char *object)
+{
+	return wrap_version(type, NEW_VERSION, object);
 }
 
 TEST(event_checkout_session_completed)
@@ -463,9 +470,22 @@ TEST(event_nulls_are_absent)
 	CHECK_INT_EQ(ev.amount, 0);
 }
 
-TEST(event_subscription_prefers_top_level_period)
+TEST(event_subscription_period_by_api_version)
 {
+	/* the pinned version (or none said): the items' period decides */
 	CHECK_INT_EQ(decode(wrap("customer.subscription.updated",
+							 "{\"object\":\"subscription\",\"id\":\"sub_1\","
+							 "\"current_period_start\":100,\"current_period_end\":200,"
+							 "\"items\":{\"object\":\"list\",\"data\":[{\"id\":\"si_1\","
+							 "\"current_period_start\":300,\"current_period_end\":400,"
+							 "\"price\":{\"id\":\"price_A\"},\"plan\":{\"id\":\"plan_B\"}}]}}")),
+				 SP_EVENT_OK);
+	CHECK_INT_EQ(ev.period_start, 300);
+	CHECK_INT_EQ(ev.period_end, 400);
+	CHECK_STR_EQ(ev.price_id, "price_A");
+
+	/* an event of a version before 2025-03-31: its top-level period */
+	CHECK_INT_EQ(decode(wrap_version("customer.subscription.updated", "2024-06-20",
 							 "{\"object\":\"subscription\",\"id\":\"sub_1\","
 							 "\"current_period_start\":100,\"current_period_end\":200,"
 							 "\"items\":{\"object\":\"list\",\"data\":[{\"id\":\"si_1\","
@@ -477,7 +497,7 @@ TEST(event_subscription_prefers_top_level_period)
 	CHECK_STR_EQ(ev.price_id, "price_A");
 
 	/* half and half: each end falls back on its own */
-	CHECK_INT_EQ(decode(wrap("customer.subscription.updated",
+	CHECK_INT_EQ(decode(wrap_version("customer.subscription.updated", "2024-06-20",
 							 "{\"object\":\"subscription\",\"current_period_start\":null,"
 							 "\"current_period_end\":200,\"items\":{\"data\":[{"
 							 "\"current_period_start\":300,\"current_period_end\":400,"
@@ -507,6 +527,8 @@ TEST(event_invoice_newer_payments_and_top_period)
 							 "\"subscription\":{\"id\":\"sub_X\",\"object\":\"subscription\"},"
 							 "\"metadata\":{\"order_id\":\"9\"}}},"
 							 "\"payments\":{\"object\":\"list\",\"data\":[{\"object\":\"invoice_payment\","
+							 "\"status\":\"open\",\"payment\":{\"payment_intent\":\"pi_OPEN\"}},"
+							 "{\"object\":\"invoice_payment\",\"status\":\"paid\",\"is_default\":true,"
 							 "\"payment\":{\"type\":\"payment_intent\",\"payment_intent\":\"pi_X\","
 							 "\"charge\":{\"id\":\"ch_X\"}}}]},"
 							 "\"lines\":{\"data\":[]}}")),
@@ -519,18 +541,30 @@ TEST(event_invoice_newer_payments_and_top_period)
 	CHECK_INT_EQ(ev.period_start, 10);
 	CHECK_INT_EQ(ev.period_end, 20);
 
-	/* both shapes at once: the older, top-level fields win */
-	CHECK_INT_EQ(decode(wrap("invoice.paid",
-							 "{\"object\":\"invoice\",\"subscription\":\"sub_OLD\","
-							 "\"payment_intent\":\"pi_OLD\","
-							 "\"subscription_details\":{\"metadata\":{\"order_id\":\"1\"}},"
-							 "\"parent\":{\"subscription_details\":{\"subscription\":\"sub_NEW\","
-							 "\"metadata\":{\"order_id\":\"2\"}}},"
-							 "\"payments\":{\"data\":[{\"payment\":{\"payment_intent\":\"pi_NEW\"}}]}}")),
-				 SP_EVENT_OK);
+	/* both shapes at once: the pinned version's shape decides */
+#define BOTH_SHAPES \
+	"{\"object\":\"invoice\",\"subscription\":\"sub_OLD\"," \
+	"\"payment_intent\":\"pi_OLD\"," \
+	"\"subscription_details\":{\"metadata\":{\"order_id\":\"1\"}}," \
+	"\"parent\":{\"subscription_details\":{\"subscription\":\"sub_NEW\"," \
+	"\"metadata\":{\"order_id\":\"2\"}}}," \
+	"\"payments\":{\"data\":[{\"status\":\"paid\",\"payment\":{\"payment_intent\":\"pi_NEW\"}}]}}"
+	CHECK_INT_EQ(decode(wrap("invoice.paid", BOTH_SHAPES)), SP_EVENT_OK);
+	CHECK_STR_EQ(ev.subscription, "sub_NEW");
+	CHECK_STR_EQ(ev.payment_intent, "pi_NEW");
+	CHECK_STR_EQ(ev.sub_metadata_order_id, "2");
+
+	/* an event of an older version falls back on its own shape first */
+	CHECK_INT_EQ(decode(wrap_version("invoice.paid", "2024-06-20", BOTH_SHAPES)), SP_EVENT_OK);
 	CHECK_STR_EQ(ev.subscription, "sub_OLD");
 	CHECK_STR_EQ(ev.payment_intent, "pi_OLD");
 	CHECK_STR_EQ(ev.sub_metadata_order_id, "1");
+
+	/* a payment that is not paid names no PaymentIntent */
+	CHECK_INT_EQ(decode(wrap("invoice.paid",
+							 "{\"object\":\"invoice\",\"payments\":{\"data\":[{\"status\":\"open\","
+							 "\"payment\":{\"payment_intent\":\"pi_OPEN\"}}]}}")), SP_EVENT_OK);
+	CHECK_STR_EQ(ev.payment_intent, "");
 }
 
 TEST(event_refunds_truncated)
@@ -710,7 +744,10 @@ typedef struct FieldCase
 	const char *path;
 } FieldCase;
 
-/* Wrong types on fields we read: INVALID_FIELD, naming the field. */
+/*
+ * Wrong types on fields we read: INVALID_FIELD, naming the field.  In an
+ * event of an old version, both the old shapes and the pinned ones are read.
+ */
 TEST(event_invalid_fields)
 {
 	static const FieldCase cases[] = {
@@ -772,8 +809,10 @@ TEST(event_invalid_fields)
 		"data.object.parent.subscription_details.subscription"},
 		{"i", "{\"object\":\"invoice\",\"subscription_details\":{\"metadata\":{\"order_id\":1}}}",
 		"data.object.subscription_details.metadata"},
-		{"i", "{\"object\":\"invoice\",\"payments\":{\"data\":[{\"payment\":\"x\"}]}}",
-		"data.object.payments.data[0].payment"},
+		{"i", "{\"object\":\"invoice\",\"payments\":{\"data\":[{\"status\":\"paid\",\"payment\":\"x\"}]}}",
+		"data.object.payments.data[].payment"},
+		{"i", "{\"object\":\"invoice\",\"payments\":{\"data\":[{\"status\":1}]}}",
+		"data.object.payments.data[].status"},
 		{"i", "{\"object\":\"invoice\",\"lines\":{\"data\":[{\"period\":{\"start\":\"1\"}}]}}",
 		"data.object.lines.data[0].period.start"},
 		{"i", "{\"object\":\"invoice\",\"period_end\":{}}", "data.object.period_end"},
@@ -782,7 +821,7 @@ TEST(event_invalid_fields)
 
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 	{
-		SpEventResult r = decode(wrap(cases[i].type, cases[i].object));
+		SpEventResult r = decode(wrap_version(cases[i].type, "2022-08-01", cases[i].object));
 
 		if (r != SP_EVENT_INVALID_FIELD || strcmp(ev.error_path, cases[i].path) != 0)
 		{
@@ -1077,7 +1116,7 @@ unit_suite_event(void)
 	RUN(event_unhandled_type);
 	RUN(event_minimal);
 	RUN(event_nulls_are_absent);
-	RUN(event_subscription_prefers_top_level_period);
+	RUN(event_subscription_period_by_api_version);
 	RUN(event_invoice_newer_payments_and_top_period);
 	RUN(event_refunds_truncated);
 	RUN(event_not_json);

@@ -20,7 +20,6 @@ main(void)
 	unit_suite_retry();
 	unit_suite_signature();
 	unit_suite_event();
-	unit_suite_facts();
 	unit_suite_rules();
 	return unit_finish();
 }

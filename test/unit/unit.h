@@ -44,7 +44,6 @@ extern void unit_suite_jtok(void);
 extern void unit_suite_retry(void);
 extern void unit_suite_signature(void);
 extern void unit_suite_event(void);
-extern void unit_suite_facts(void);
 extern void unit_suite_rules(void);
 
 #define TEST(name) static void name(void)

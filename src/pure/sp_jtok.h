@@ -13,10 +13,11 @@
  *
  * Strict RFC 8259, with what PostgreSQL's jsonb also refuses: a string may
  * not hold an unescaped control character, a lone surrogate escape or
- * \u0000; the text must be valid UTF-8 (no overlong forms, no surrogates,
- * nothing past U+10FFFF).  Only whitespace may surround the one value.  Not
- * checked: a number beyond the range of numeric, which jsonb also refuses
- * (an exponent past about 131072); no Stripe event holds one.
+ * \u0000, nor be longer than 2^28 - 1 bytes; the text must be valid UTF-8
+ * (no overlong forms, no surrogates, nothing past U+10FFFF); a number must
+ * fit numeric (at most 16383 digits after the point, none significant more
+ * than 131071 places before it).  Only whitespace may surround the one
+ * value.  What sp_jt_parse() accepts, jsonb stores.
  *
  * Pure C: no PostgreSQL headers, no allocation, nothing that can longjmp.
  *
@@ -50,10 +51,10 @@ typedef enum SpJtType
  */
 typedef struct SpJtToken
 {
-	uint32_t	start;			/* string: after its opening quote; number: its
-								 * first character */
+	uint32_t	start;			/* string: after its opening quote; number,
+								 * literal, object, array: its first byte */
 	uint32_t	len;			/* string: raw bytes between the quotes;
-								 * number: its text's length */
+								 * others: the length of their whole text */
 	uint32_t	next;			/* the token after this value and all it holds */
 	uint32_t	count;			/* object: members; array: elements */
 	uint8_t		type;			/* SpJtType */

@@ -14,6 +14,9 @@
 
 #include <string.h>
 
+/* the longest string jsonb stores (JENTRY_OFFLENMASK) */
+#define SP_JT_MAX_STRING 0x0FFFFFFF
+
 /* the deepest stack sp_jt_parse() keeps; max_depth is capped to it */
 #define SP_JT_MAX_STACK 256
 
@@ -177,6 +180,8 @@ sp_jt_scan_string(SpJtScan *sc, SpJtToken *t)
 		}
 	}
 	t->len = (uint32_t) (i - t->start);
+	if (t->len > SP_JT_MAX_STRING)
+		return false;			/* jsonb: "string too long to represent" */
 	sc->pos = i + 1;
 	return true;
 }
@@ -191,34 +196,86 @@ sp_jt_digits(SpJtScan *sc)
 	return sc->pos > from;
 }
 
+/*
+ * numeric's limits (jsonb stores every number as a numeric): at most 16383
+ * digits after the decimal point, the first significant digit at most
+ * 131071 places before it, an exponent short of INT_MAX / 2 either way.
+ */
+#define SP_JT_NUMERIC_MAX_SCALE 16383
+#define SP_JT_NUMERIC_MAX_WEIGHT 131071
+#define SP_JT_NUMERIC_MAX_EXPONENT 1073741823
+
 static bool
 sp_jt_scan_number(SpJtScan *sc, SpJtToken *t)
 {
+	size_t		int_from;
+	size_t		int_digits;
+	size_t		frac_digits = 0;
+	long long	first_weight = 0;	/* of the first nonzero digit */
+	bool		nonzero = false;
+	long long	exponent = 0;
+	size_t		i;
+
 	t->type = SP_JT_NUMBER;
 	t->flags |= SP_JT_INTEGER;
 	t->start = (uint32_t) sc->pos;
 	if (sc->s[sc->pos] == '-')
 		sc->pos++;
+	int_from = sc->pos;
 	if (sc->pos < sc->len && sc->s[sc->pos] == '0')
 		sc->pos++;
 	else if (!sp_jt_digits(sc))
 		return false;
+	int_digits = sc->pos - int_from;
+	for (i = 0; i < int_digits; i++)
+		if (sc->s[int_from + i] != '0')
+		{
+			nonzero = true;
+			first_weight = (long long) (int_digits - 1 - i);
+			break;
+		}
 	if (sc->pos < sc->len && sc->s[sc->pos] == '.')
 	{
+		size_t		frac_from;
+
 		sc->pos++;
 		t->flags &= (uint8_t) ~SP_JT_INTEGER;
+		frac_from = sc->pos;
 		if (!sp_jt_digits(sc))
 			return false;
+		frac_digits = sc->pos - frac_from;
+		for (i = 0; !nonzero && i < frac_digits; i++)
+			if (sc->s[frac_from + i] != '0')
+			{
+				nonzero = true;
+				first_weight = -(long long) (i + 1);
+			}
 	}
 	if (sc->pos < sc->len && (sc->s[sc->pos] == 'e' || sc->s[sc->pos] == 'E'))
 	{
+		bool		negative = false;
+
 		sc->pos++;
 		t->flags &= (uint8_t) ~SP_JT_INTEGER;
 		if (sc->pos < sc->len && (sc->s[sc->pos] == '+' || sc->s[sc->pos] == '-'))
-			sc->pos++;
-		if (!sp_jt_digits(sc))
+			negative = sc->s[sc->pos++] == '-';
+		if (sc->pos >= sc->len || sc->s[sc->pos] < '0' || sc->s[sc->pos] > '9')
 			return false;
+		while (sc->pos < sc->len && sc->s[sc->pos] >= '0' && sc->s[sc->pos] <= '9')
+		{
+			if (exponent < SP_JT_NUMERIC_MAX_EXPONENT)
+				exponent = exponent * 10 + (sc->s[sc->pos] - '0');
+			sc->pos++;
+		}
+		if (exponent >= SP_JT_NUMERIC_MAX_EXPONENT)
+			return false;
+		if (negative)
+			exponent = -exponent;
 	}
+	if ((long long) frac_digits - exponent > SP_JT_NUMERIC_MAX_SCALE)
+		return false;
+	if (nonzero && first_weight + exponent > SP_JT_NUMERIC_MAX_WEIGHT)
+		return false;
 	t->len = (uint32_t) (sc->pos - t->start);
 	return true;
 }
@@ -303,6 +360,7 @@ sp_jt_parse(const char *json, size_t len, int max_depth,
 			{
 				sc.pos++;
 				t->next = (uint32_t) n;
+				t->len = (uint32_t) (sc.pos - t->start);
 				depth--;
 				/* an empty container is a complete value: fall to the close loop */
 			}
@@ -375,6 +433,7 @@ sp_jt_parse(const char *json, size_t len, int max_depth,
 			if (c != (open->type == SP_JT_OBJECT ? '}' : ']'))
 				return SP_JT_INVALID;
 			open->next = (uint32_t) n;
+			open->len = (uint32_t) (sc.pos - open->start);
 			depth--;
 		}
 	}

@@ -132,6 +132,8 @@ typedef struct SpEvent
 	char		charge[SP_EVENT_ID_SIZE];
 	char		subscription[SP_EVENT_ID_SIZE];
 	char		invoice[SP_EVENT_ID_SIZE];	/* invoice_payment */
+	bool		is_default;		/* invoice_payment */
+	bool		has_is_default;
 
 	/*
 	 * amount: payment_intent, charge, refund.  The others belong to one
@@ -195,6 +197,8 @@ typedef struct SpEvent
 	bool		has_cancel_at_period_end;
 	long long	canceled_at;
 	bool		has_canceled_at;
+	long long	cancel_at;		/* when a scheduled cancellation takes effect */
+	bool		has_cancel_at;
 	/*
 	 * data.previous_attributes of an update: what the change was from, which
 	 * orders two changes made in the same second

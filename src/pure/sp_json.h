@@ -1,17 +1,14 @@
 /*-------------------------------------------------------------------------
  *
  * sp_json.h
- *		Decode Stripe's JSON without handing json-c objects to the caller
+ *		Read Stripe's API responses: an error body, fields at dotted paths,
+ *		the items of a list.
  *
- * json-c allocates with malloc and its objects must be released with
- * json_object_put().  The callers are backend functions that may ereport()
- * (longjmp) at any point, so no json-c object ever leaves this module: each
- * function parses, copies what it needs into storage the caller provides,
- * releases everything and only then returns.  Nothing here can throw, so
- * nothing here can leak.
- *
- * This header deliberately does not include json-c: json-c's json_object()
- * clashes with the SQL function of that name declared by utils/builtins.h.
+ * The callers are backend functions that may ereport() (longjmp) at any
+ * point, so each function parses, copies what it needs into storage the
+ * caller provides, releases everything and only then returns.  Nothing here
+ * can throw, so nothing here can leak.  Parsing is sp_jtok's: strict JSON,
+ * and only what jsonb could store.
  *
  *-------------------------------------------------------------------------
  */
@@ -47,7 +44,7 @@ extern bool sp_stripe_error_parse(const char *body, size_t len,
 #define SP_JSON_OK				0
 #define SP_JSON_INVALID			(-1)	/* not one valid JSON text */
 #define SP_JSON_ARENA_FULL		(-2)	/* arena_size too small */
-#define SP_JSON_NO_MEMORY		(-3)	/* json-c could not allocate */
+#define SP_JSON_NO_MEMORY		(-3)	/* no memory for a large body's tokens */
 
 /*
  * Extracts scalars at dotted paths: "id", "metadata.order_id",
@@ -58,16 +55,15 @@ extern bool sp_stripe_error_parse(const char *body, size_t len,
  *	- strings as-is (decoded);
  *	- numbers as their JSON text ("1700000000", "1.50");
  *	- booleans as "true" / "false";
- *	- objects and arrays as compact JSON text;
+ *	- objects and arrays as their JSON text, as it stands in the input;
  *	- NULL for JSON null, a missing member, or a NULL path.
  *
  * The input need not be NUL-terminated.  It must be exactly one JSON value
- * (surrounding whitespace allowed), valid UTF-8, nested at most 32 deep.
+ * (surrounding whitespace allowed), valid UTF-8, nested at most 32 deep,
+ * with nothing jsonb refuses (sp_jtok.h), U+0000 included.
  *
  * Returns SP_JSON_OK, or a negative SP_JSON_* code; on any error every
- * values[i] is NULL.  SP_JSON_INVALID also covers two things PostgreSQL
- * could not store faithfully: a selected string containing U+0000, and a
- * selected integer beyond the 64-bit range (json-c would silently clamp it).
+ * values[i] is NULL.
  */
 extern int	sp_json_extract(const char *json, size_t len,
 							const char *const *paths, int npaths,
@@ -78,7 +74,7 @@ extern int	sp_json_extract(const char *json, size_t len,
 typedef struct SpJsonItem
 {
 	const char *id;				/* its "id" */
-	const char *json;			/* the element as compact JSON text */
+	const char *json;			/* the element's JSON text, as it stands */
 	size_t		json_len;
 } SpJsonItem;
 
@@ -86,7 +82,7 @@ typedef struct SpJsonItem
  * Splits a Stripe list object ({"object": "list", "data": [...],
  * "has_more": ...}) into its elements, in the order Stripe sent them.  Each
  * element must be an object with a string "id"; its JSON and id are copied
- * into arena (about the input's size suffices: the copies are compact).
+ * into arena (the input's size, and a little more, suffices).
  *
  * Returns the number of elements (0 to max_items) and sets *has_more, or a
  * negative SP_JSON_* code: SP_JSON_INVALID also when the body is not such a

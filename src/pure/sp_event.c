@@ -246,6 +246,46 @@ sp_event_metadata(SpEventDecoder *d, int obj,
 					dst, size);
 }
 
+/*
+ * The API version an event was rendered in, as YYYYMMDD; 0 when it does
+ * not say (then it is read as the pinned version).
+ */
+static long
+sp_event_api_date(const SpEvent *ev)
+{
+	const char *v = ev->api_version;
+	long		date = 0;
+	int			i;
+
+	for (i = 0; i < 10; i++)
+	{
+		if (i == 4 || i == 7)
+		{
+			if (v[i] != '-')
+				return 0;
+			continue;
+		}
+		if (v[i] < '0' || v[i] > '9')
+			return 0;
+		date = date * 10 + (v[i] - '0');
+	}
+	return date;
+}
+
+/* Whether the event was rendered in a version older than date (YYYYMMDD). */
+static bool
+sp_event_older_than(const SpEvent *ev, long date)
+{
+	long		d = sp_event_api_date(ev);
+
+	return d != 0 && d < date;
+}
+
+/* 2022-11-15: PaymentIntent.charges and Charge.refunds no longer embedded */
+#define SP_API_2022_11_15 20221115L
+/* 2025-03-31 (basil): periods on subscription items, invoice.parent */
+#define SP_API_2025_03_31 20250331L
+
 static void
 sp_event_checkout_session(SpEventDecoder *d, int o, SpEvent *ev)
 {
@@ -269,23 +309,22 @@ sp_event_checkout_session(SpEventDecoder *d, int o, SpEvent *ev)
 static void
 sp_event_payment_intent(SpEventDecoder *d, int o, SpEvent *ev)
 {
-	int err;
-	int charges;
+	int			err;
 
 	sp_event_int(d, o, "amount", "data.object.amount", &ev->amount,
 				 &ev->has_amount);
 	sp_event_int(d, o, "amount_received", "data.object.amount_received",
 				 &ev->amount_received, &ev->has_amount_received);
-	sp_event_ref(d, o, "latest_charge", "data.object.latest_charge",
-				 ev->charge, sizeof(ev->charge));
 
 	/* before 2022-11-15: the charges list, newest first */
-	charges = sp_event_list(d, o, "charges", "data.object.charges");
-	if (ev->charge[0] == '\0')
-		sp_event_string(d, sp_event_element(d, charges, 0,
-											"data.object.charges.data[0]"),
+	if (sp_event_older_than(ev, SP_API_2022_11_15))
+		sp_event_string(d, sp_event_element(d, sp_event_list(d, o, "charges", "data.object.charges"),
+											0, "data.object.charges.data[0]"),
 						"id", "data.object.charges.data[0].id",
 						ev->charge, sizeof(ev->charge));
+	if (ev->charge[0] == '\0')
+		sp_event_ref(d, o, "latest_charge", "data.object.latest_charge",
+					 ev->charge, sizeof(ev->charge));
 
 	err = sp_event_object(d, o, "last_payment_error",
 						  "data.object.last_payment_error");
@@ -365,44 +404,68 @@ sp_event_refund(SpEventDecoder *d, int o, SpEvent *ev)
 }
 
 /*
+ * An InvoicePayment's payment: a PaymentIntent (expanded, its latest_charge
+ * names the charge) or a charge.
+ */
+static void
+sp_event_payment_of_invoice(SpEventDecoder *d, int payment, const char *path_pi,
+							const char *path_latest, const char *path_charge, SpEvent *ev)
+{
+	int			intent;
+
+	if (payment < 0)
+		return;
+	sp_event_ref(d, payment, "payment_intent", path_pi, ev->payment_intent,
+				 sizeof(ev->payment_intent));
+	intent = sp_event_member(d, payment, "payment_intent");
+	if (sp_event_is(d, intent, SP_JT_OBJECT))
+		sp_event_ref(d, intent, "latest_charge", path_latest, ev->charge, sizeof(ev->charge));
+	if (ev->charge[0] == '\0')
+		sp_event_ref(d, payment, "charge", path_charge, ev->charge, sizeof(ev->charge));
+}
+
+/*
  * From 2025-03-31 an invoice no longer names its PaymentIntent or charge
  * in webhooks: its InvoicePayment (invoice_payment.paid) is the link.
  */
 static void
 sp_event_invoice_payment(SpEventDecoder *d, int o, SpEvent *ev)
 {
-	int			payment;
-
 	sp_event_ref(d, o, "invoice", "data.object.invoice", ev->invoice,
 				 sizeof(ev->invoice));
 	sp_event_int(d, o, "amount_paid", "data.object.amount_paid",
 				 &ev->amount_paid, &ev->has_amount_paid);
-	payment = sp_event_object(d, o, "payment", "data.object.payment");
-	if (payment < 0)
-		return;
-	sp_event_ref(d, payment, "payment_intent", "data.object.payment.payment_intent",
-				 ev->payment_intent, sizeof(ev->payment_intent));
-	sp_event_ref(d, payment, "charge", "data.object.payment.charge", ev->charge,
-				 sizeof(ev->charge));
+	sp_event_bool(d, o, "is_default", "data.object.is_default", &ev->is_default,
+				  &ev->has_is_default);
+	sp_event_payment_of_invoice(d, sp_event_object(d, o, "payment", "data.object.payment"),
+								"data.object.payment.payment_intent",
+								"data.object.payment.payment_intent.latest_charge",
+								"data.object.payment.charge", ev);
 }
 
 static void
 sp_event_subscription(SpEventDecoder *d, int o, SpEvent *ev)
 {
-	int item;
+	int			item;
+	bool		older = sp_event_older_than(ev, SP_API_2025_03_31);
 
 	sp_event_bool(d, o, "cancel_at_period_end",
 				  "data.object.cancel_at_period_end",
 				  &ev->cancel_at_period_end, &ev->has_cancel_at_period_end);
 	sp_event_int(d, o, "canceled_at", "data.object.canceled_at",
 				 &ev->canceled_at, &ev->has_canceled_at);
+	sp_event_int(d, o, "cancel_at", "data.object.cancel_at",
+				 &ev->cancel_at, &ev->has_cancel_at);
 
 	/* before 2025-03-31 the period is on the subscription itself */
-	sp_event_int(d, o, "current_period_start",
-				 "data.object.current_period_start",
-				 &ev->period_start, &ev->has_period_start);
-	sp_event_int(d, o, "current_period_end", "data.object.current_period_end",
-				 &ev->period_end, &ev->has_period_end);
+	if (older)
+	{
+		sp_event_int(d, o, "current_period_start",
+					 "data.object.current_period_start",
+					 &ev->period_start, &ev->has_period_start);
+		sp_event_int(d, o, "current_period_end", "data.object.current_period_end",
+					 &ev->period_end, &ev->has_period_end);
+	}
 
 	item = sp_event_element(d, sp_event_list(d, o, "items", "data.object.items"),
 							0, "data.object.items.data[0]");
@@ -423,22 +486,48 @@ sp_event_subscription(SpEventDecoder *d, int o, SpEvent *ev)
 					 ev->price_id, sizeof(ev->price_id));
 }
 
-static void
-sp_event_invoice(SpEventDecoder *d, int o, SpEvent *ev)
+/*
+ * The invoice's payments list, when expanded: the default one that is
+ * paid, else the first that is paid.
+ */
+static int
+sp_event_paid_payment(SpEventDecoder *d, int o)
 {
-	int details;
-	int payment;
-	int line;
-	int period;
+	int			list = sp_event_list(d, o, "payments", "data.object.payments");
+	int			chosen = -1;
+	size_t		n;
+	size_t		i;
 
-	sp_event_string(d, o, "billing_reason", "data.object.billing_reason",
-					ev->billing_reason, sizeof(ev->billing_reason));
-	sp_event_int(d, o, "amount_paid", "data.object.amount_paid",
-				 &ev->amount_paid, &ev->has_amount_paid);
-	sp_event_int(d, o, "amount_due", "data.object.amount_due",
-				 &ev->amount_due, &ev->has_amount_due);
+	if (list < 0)
+		return -1;
+	n = d->doc->tok[list].count;
+	for (i = 0; i < n && d->rc == SP_EVENT_OK; i++)
+	{
+		int			entry = sp_event_element(d, list, i, "data.object.payments.data[]");
+		char		status[SP_EVENT_WORD_SIZE] = "";
+		bool		is_default = false;
+		bool		has_default = false;
 
-	/* before 2025-03-31: top level subscription, subscription_details */
+		sp_event_string(d, entry, "status", "data.object.payments.data[].status",
+						status, sizeof(status));
+		sp_event_bool(d, entry, "is_default", "data.object.payments.data[].is_default",
+					  &is_default, &has_default);
+		if (strcmp(status, "paid") != 0)
+			continue;
+		if (is_default)
+			return entry;
+		if (chosen < 0)
+			chosen = entry;
+	}
+	return chosen;
+}
+
+/* before 2025-03-31: top level subscription, payment_intent, charge, subscription_details */
+static void
+sp_event_invoice_before_basil(SpEventDecoder *d, int o, SpEvent *ev)
+{
+	int			details;
+
 	sp_event_ref(d, o, "subscription", "data.object.subscription",
 				 ev->subscription, sizeof(ev->subscription));
 	sp_event_ref(d, o, "payment_intent", "data.object.payment_intent",
@@ -454,6 +543,24 @@ sp_event_invoice(SpEventDecoder *d, int o, SpEvent *ev)
 					  "stripepay_recurring_payment_id",
 					  ev->sub_metadata_recurring_payment_id,
 					  sizeof(ev->sub_metadata_recurring_payment_id));
+}
+
+static void
+sp_event_invoice(SpEventDecoder *d, int o, SpEvent *ev)
+{
+	int			details;
+	int			line;
+	int			period;
+
+	sp_event_string(d, o, "billing_reason", "data.object.billing_reason",
+					ev->billing_reason, sizeof(ev->billing_reason));
+	sp_event_int(d, o, "amount_paid", "data.object.amount_paid",
+				 &ev->amount_paid, &ev->has_amount_paid);
+	sp_event_int(d, o, "amount_due", "data.object.amount_due",
+				 &ev->amount_due, &ev->has_amount_due);
+
+	if (sp_event_older_than(ev, SP_API_2025_03_31))
+		sp_event_invoice_before_basil(d, o, ev);
 
 	/* from 2025-03-31: parent.subscription_details, payments (expanded) */
 	details = sp_event_object(d, sp_event_object(d, o, "parent",
@@ -477,20 +584,13 @@ sp_event_invoice(SpEventDecoder *d, int o, SpEvent *ev)
 						  ev->sub_metadata_recurring_payment_id,
 						  sizeof(ev->sub_metadata_recurring_payment_id));
 	}
-	payment = sp_event_object(d,
-							  sp_event_element(d,
-											   sp_event_list(d, o, "payments",
-															 "data.object.payments"),
-											   0, "data.object.payments.data[0]"),
-							  "payment", "data.object.payments.data[0].payment");
-	if (ev->payment_intent[0] == '\0')
-		sp_event_ref(d, payment, "payment_intent",
-					 "data.object.payments.data[0].payment.payment_intent",
-					 ev->payment_intent, sizeof(ev->payment_intent));
-	if (ev->charge[0] == '\0')
-		sp_event_ref(d, payment, "charge",
-					 "data.object.payments.data[0].payment.charge",
-					 ev->charge, sizeof(ev->charge));
+	if (ev->payment_intent[0] == '\0' && ev->charge[0] == '\0')
+		sp_event_payment_of_invoice(d,
+									sp_event_object(d, sp_event_paid_payment(d, o), "payment",
+													"data.object.payments.data[].payment"),
+									"data.object.payments.data[].payment.payment_intent",
+									"data.object.payments.data[].payment.payment_intent.latest_charge",
+									"data.object.payments.data[].payment.charge", ev);
 
 	/* the service period billed, else the invoice's own period */
 	line = sp_event_element(d, sp_event_list(d, o, "lines", "data.object.lines"),
