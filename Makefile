@@ -4,7 +4,7 @@ EXTENSION   = stripepay
 EXTVERSION  = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" $(EXTENSION).control)
 
 MODULE_big  = $(EXTENSION)
-OBJS        = $(patsubst %.c,%.o,$(wildcard src/*.c))
+OBJS        = $(patsubst %.c,%.o,$(wildcard src/*.c src/pure/*.c))
 DATA        = $(wildcard sql/$(EXTENSION)--*.sql)
 
 # pg_regress inputs live in sql/ beside the install scripts, outputs in expected/
@@ -12,7 +12,7 @@ REGRESS     = $(sort $(patsubst sql/%.sql,%,$(filter-out sql/$(EXTENSION)--%,$(w
 REGRESS_OPTS = --load-extension=$(EXTENSION)
 
 PG_CONFIG ?= pg_config
-DEPS_PKGS   = libcurl json-c libcrypto
+DEPS_PKGS   = libcurl libcrypto
 # Postgres's own headers, as system headers: -Wextra then judges our code alone
 PG_CPPFLAGS = -isystem $(shell $(PG_CONFIG) --includedir-server) -Isrc -DSTRIPEPAY_VERSION=\"$(EXTVERSION)\" $(shell pkg-config --cflags $(DEPS_PKGS))
 PG_CFLAGS   = -Wall -Wextra -Werror
@@ -26,7 +26,7 @@ include $(PGXS)
 # PGXS tracks no header dependencies: an object built against an older
 # struct layout would write past what another object allocated (and JIT
 # could inline bitcode of an older layout)
-$(OBJS) $(OBJS:.o=.bc): $(wildcard src/*.h)
+$(OBJS) $(OBJS:.o=.bc): $(wildcard src/*.h src/pure/*.h) $(EXTENSION).control
 
 .PHONY: unit test demo analyze
 

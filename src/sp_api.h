@@ -11,8 +11,11 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "utils/numeric.h"
 
-#include "sp_form.h"
+#include "pure/sp_form.h"
+#include "pure/sp_money.h"
+#include "sp_stmt.h"
 
 /* A form freed with the current memory context, ERROR or not. */
 extern SpForm *sp_form_create(void);
@@ -22,6 +25,18 @@ extern void sp_require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
 
 /* ERROR (25000) unless the transaction reads each statement's own snapshot. */
 extern void sp_require_read_committed(const char *function);
+
+/* ERROR (22023) unless url is an absolute http(s) URL. */
+extern void sp_check_url(const char *name, const char *url);
+
+/* ERROR (22023) unless Stripe charges in code. */
+extern const SpCurrency *sp_check_currency(const char *code);
+
+/*
+ * An amount in the smallest unit, checked against Stripe's rules; Stripe's
+ * minimum applies to charges, not to refunds.
+ */
+extern int64 sp_check_amount(const SpCurrency *currency, Numeric amount, bool is_charge);
 
 typedef enum SpCloseResult
 {
@@ -45,29 +60,15 @@ typedef void (*SpCompletedReport) (int64 order_id, int64 row_id, const char *str
 /*
  * Closes an order's open ways to pay, as select_open ($1 the order; id,
  * Stripe id, is a session, status) lists them, marking each with
- * mark_closed ($1 its id), so that the order never has two: a completed one
- * is reported, unless the row says its payment failed (a completed Checkout
- * whose async payment failed can be paid no more).
+ * mark_closed ($1 its id, run as run_as), so that the order never has two:
+ * a completed one is reported, unless the row says its payment failed (a
+ * completed Checkout whose async payment failed can be paid no more).
  */
-extern void sp_close_open_ways_to_pay(const char *api_key, int64 order_id, const char *select_open,
-									  const char *mark_closed, SpCompletedReport completed);
+extern void sp_close_open_ways_to_pay(const char *api_key, int64 order_id, SpStmt *select_open,
+									  SpStmt *mark_closed, Oid run_as, SpCompletedReport completed);
 
 /* metadata[order_id] and metadata[<id_key>] under prefix */
 extern void sp_form_add_ids(SpForm *form, const char *prefix, int64 order_id,
 							const char *id_key, int64 id);
-
-/* ERROR (22023) unless url is an absolute http(s) URL; hides the statement. */
-extern void sp_check_url(const char *name, const char *url);
-
-/* "live" or "test": the mode of a Stripe API key. */
-extern const char *sp_key_mode(const char *key);
-
-/*
- * ERROR (42501) unless the caller is created_by (the role that made the row,
- * which `did`), a member of stripepay_admin, or a superuser.  action and id
- * name the row: "change subscription", 3.
- */
-extern void sp_check_owner(const char *created_by, const char *did,
-						   const char *action, int64 id);
 
 #endif							/* SP_API_H */

@@ -16,14 +16,14 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/tuplestore.h"
 
 #include "sp_api.h"
-#include "sp_store.h"
+#include "sp_call.h"
+#include "sp_stmt.h"
 #include "sp_stripe.h"
 #include "stripepay.h"
 
@@ -64,6 +64,32 @@ static const SpEndpointSpec sp_endpoints[] = {
 	{"refund", refund_events},
 	{"subscription", subscription_events},
 	{"deduction", deduction_events},
+};
+
+static SpStmt have_secret_stmt = {
+	.sql = "SELECT 1 FROM stripepay.webhook_secret WHERE endpoint = $1"
+	" AND (expires_at IS NULL OR expires_at > pg_catalog.now())",
+	.nargs = 1, .argtypes = {TEXTOID}
+};
+static SpStmt store_secret_stmt = {
+	.sql = "INSERT INTO stripepay.webhook_secret (id, secret, endpoint) VALUES ($1, $2, $3)"
+	" ON CONFLICT (endpoint, secret) DO UPDATE SET expires_at = NULL",
+	.nargs = 3, .argtypes = {INT8OID, TEXTOID, TEXTOID}
+};
+static SpStmt store_endpoint_stmt = {
+	.sql = "INSERT INTO stripepay.webhook_endpoint (name, stripe_id, url, enabled_events, api_version)"
+	" VALUES ($1, $2, $3, $4::pg_catalog.text[], $5)"
+	" ON CONFLICT (name) DO UPDATE SET stripe_id = EXCLUDED.stripe_id, url = EXCLUDED.url,"
+	"   enabled_events = EXCLUDED.enabled_events, api_version = EXCLUDED.api_version",
+	.nargs = 5, .argtypes = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}
+};
+static SpStmt expire_secrets_stmt = {
+	.sql = "UPDATE stripepay.webhook_secret SET expires_at = pg_catalog.now() + interval '1 hour'"
+	" WHERE endpoint IN (SELECT name FROM stripepay.webhook_endpoint)"
+	"   AND (expires_at IS NULL OR expires_at > pg_catalog.now() + interval '1 hour')"
+};
+static SpStmt forget_endpoints_stmt = {
+	.sql = "DELETE FROM stripepay.webhook_endpoint"
 };
 
 /* One of the account's endpoints, as listed. */
@@ -114,13 +140,11 @@ sp_list_endpoints(const char *api_key, SpListedEndpoint *out)
 static bool
 sp_have_secret(const char *name)
 {
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1];
+	Datum		value = CStringGetTextDatum(name);
+	SpRows		rows;
 
-	values[0] = CStringGetTextDatum(name);
-	return sp_exec("SELECT 1 FROM stripepay.webhook_secret WHERE endpoint = $1"
-				   " AND (expires_at IS NULL OR expires_at > now())",
-				   1, argtypes, values, NULL, SPI_OK_SELECT) > 0;
+	sp_stmt_run(&have_secret_stmt, &value, NULL, SP_AS_OWNER, 1, &rows);
+	return rows.nrows > 0;
 }
 
 static void
@@ -145,7 +169,7 @@ stripepay_setup_webhooks(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	char	   *base_url;
-	SpSettings	settings;
+	SpCall		call;
 	SpListedEndpoint *listed;
 	int			nlisted;
 	int			foreign = 0;
@@ -160,10 +184,10 @@ stripepay_setup_webhooks(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 
-	SPI_connect();
-	sp_settings_load(&settings);
+	sp_call_begin(&call, fcinfo);
+	sp_settings_require_key(&call.settings);
 	listed = palloc(sizeof(SpListedEndpoint) * SP_LIST_MAX);
-	nlisted = sp_list_endpoints(settings.secret_key, listed);
+	nlisted = sp_list_endpoints(call.settings.secret_key, listed);
 	for (i = 0; i < nlisted; i++)
 		if (listed[i].ours == NULL)
 			foreign++;
@@ -193,7 +217,7 @@ stripepay_setup_webhooks(PG_FUNCTION_ARGS)
 				sp_have_secret(spec->name))
 				stripe_id = listed[i].id;
 			else
-				sp_delete_endpoint(settings.secret_key, listed[i].id);
+				sp_delete_endpoint(call.settings.secret_key, listed[i].id);
 		}
 
 		if (stripe_id == NULL)
@@ -203,8 +227,7 @@ stripepay_setup_webhooks(PG_FUNCTION_ARGS)
 			static const char *const paths[] = {"id", "secret", "livemode"};
 			const char *v[3];
 			const char *const *ev;
-			Oid			argtypes[2] = {TEXTOID, TEXTOID};
-			Datum		args[2];
+			Datum		args[3];
 
 			sp_form_add(form, "url", url);
 			for (ev = spec->events; *ev; ev++)
@@ -212,7 +235,7 @@ stripepay_setup_webhooks(PG_FUNCTION_ARGS)
 			sp_form_add(form, "api_version", sp_api_version);
 			sp_form_add(form, "description", psprintf("stripepay %s flow", spec->name));
 			sp_form_add(form, "metadata[stripepay_endpoint]", spec->name);
-			sp_stripe_call("POST", "/v1/webhook_endpoints", form, settings.secret_key,
+			sp_stripe_call("POST", "/v1/webhook_endpoints", form, call.settings.secret_key,
 						   sp_idempotency_key("webhook-endpoint", psprintf("%s-%s", spec->name, url)),
 						   &resp);
 			sp_stripe_fields(resp.body, resp.body_len, "WebhookEndpoint", paths, 3, v);
@@ -224,16 +247,14 @@ stripepay_setup_webhooks(PG_FUNCTION_ARGS)
 			stripe_id = pstrdup(v[0]);
 			created = true;
 
-			args[0] = CStringGetTextDatum(v[1]);
-			args[1] = CStringGetTextDatum(spec->name);
-			sp_exec("INSERT INTO stripepay.webhook_secret (secret, endpoint) VALUES ($1, $2)"
-					" ON CONFLICT (endpoint, secret) DO UPDATE SET expires_at = NULL",
-					2, argtypes, args, NULL, SPI_OK_INSERT);
+			args[0] = Int64GetDatum(sp_next_id("webhook_secret_id_seq"));
+			args[1] = CStringGetTextDatum(v[1]);
+			args[2] = CStringGetTextDatum(spec->name);
+			sp_stmt_run(&store_secret_stmt, args, NULL, call.run_as, 0, NULL);
 		}
 
 		{
-			Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-			Datum		args[4];
+			Datum		args[5];
 			StringInfoData events;
 			const char *const *ev;
 
@@ -246,11 +267,8 @@ stripepay_setup_webhooks(PG_FUNCTION_ARGS)
 			args[1] = CStringGetTextDatum(stripe_id);
 			args[2] = CStringGetTextDatum(url);
 			args[3] = CStringGetTextDatum(events.data);
-			sp_exec("INSERT INTO stripepay.webhook_endpoint (name, stripe_id, url, enabled_events, api_version)"
-					" VALUES ($1, $2, $3, $4::text[], current_setting('stripepay.api_version'))"
-					" ON CONFLICT (name) DO UPDATE SET stripe_id = EXCLUDED.stripe_id, url = EXCLUDED.url,"
-					"   enabled_events = EXCLUDED.enabled_events, api_version = EXCLUDED.api_version",
-					4, argtypes, args, NULL, SPI_OK_INSERT);
+			args[4] = CStringGetTextDatum(sp_api_version);
+			sp_stmt_run(&store_endpoint_stmt, args, NULL, call.run_as, 0, NULL);
 		}
 
 		values[0] = CStringGetTextDatum(spec->name);
@@ -259,7 +277,7 @@ stripepay_setup_webhooks(PG_FUNCTION_ARGS)
 		values[3] = BoolGetDatum(created);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
-	SPI_finish();
+	sp_call_end(&call);
 	return (Datum) 0;
 }
 
@@ -272,28 +290,25 @@ stripepay_setup_webhooks(PG_FUNCTION_ARGS)
 Datum
 stripepay_remove_webhooks(PG_FUNCTION_ARGS)
 {
-	SpSettings	settings;
+	SpCall		call;
 	SpListedEndpoint *listed;
 	int			nlisted;
 	int			removed = 0;
 	int			i;
 
-	SPI_connect();
-	sp_settings_load(&settings);
+	sp_call_begin(&call, fcinfo);
+	sp_settings_require_key(&call.settings);
 	listed = palloc(sizeof(SpListedEndpoint) * SP_LIST_MAX);
-	nlisted = sp_list_endpoints(settings.secret_key, listed);
+	nlisted = sp_list_endpoints(call.settings.secret_key, listed);
 	for (i = 0; i < nlisted; i++)
 	{
 		if (listed[i].ours == NULL)
 			continue;
-		sp_delete_endpoint(settings.secret_key, listed[i].id);
+		sp_delete_endpoint(call.settings.secret_key, listed[i].id);
 		removed++;
 	}
-	sp_exec("UPDATE stripepay.webhook_secret SET expires_at = now() + interval '1 hour'"
-			" WHERE endpoint IN (SELECT name FROM stripepay.webhook_endpoint)"
-			"   AND (expires_at IS NULL OR expires_at > now() + interval '1 hour')",
-			0, NULL, NULL, NULL, SPI_OK_UPDATE);
-	sp_exec("DELETE FROM stripepay.webhook_endpoint", 0, NULL, NULL, NULL, SPI_OK_DELETE);
-	SPI_finish();
+	sp_stmt_run(&expire_secrets_stmt, NULL, NULL, call.run_as, 0, NULL);
+	sp_stmt_run(&forget_endpoints_stmt, NULL, NULL, call.run_as, 0, NULL);
+	sp_call_end(&call);
 	PG_RETURN_INT32(removed);
 }

@@ -28,7 +28,7 @@
 #include "utils/wait_event.h"
 
 #include "sp_http.h"
-#include "sp_retry.h"
+#include "pure/sp_retry.h"
 #include "stripepay.h"
 
 /* Stripe's largest responses (lists of 100 objects) stay far below this. */

@@ -47,12 +47,11 @@
 #include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 
 #include "sp_notify.h"
-#include "sp_store.h"
+#include "sp_stmt.h"
 #include "stripepay.h"
 
 PG_FUNCTION_INFO_V1(stripepay_notify);
@@ -88,8 +87,20 @@ PGDLLEXPORT void stripepay_notifier_main(Datum main_arg);
 static int	notifier_pid = 0;
 static bool wake_at_commit = false;
 static bool xact_callback_registered = false;
-static SPIPlanPtr outbox_plan = NULL;
-static SPIPlanPtr drain_plan = NULL;
+
+static SpStmt outbox_stmt = {
+	.sql = "INSERT INTO stripepay.notify_outbox (id, channel, payload) VALUES ($1, $2, $3)",
+	.nargs = 3, .argtypes = {INT8OID, TEXTOID, TEXTOID}
+};
+
+/* the oldest first, through the primary key; then a TID scan */
+static SpStmt drain_stmt = {
+	.sql = "DELETE FROM stripepay.notify_outbox"
+	" WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
+	"  SELECT ctid FROM stripepay.notify_outbox ORDER BY id LIMIT "
+	CppAsString2(NOTIFIER_BATCH) "))"
+	" RETURNING id, channel, payload"
+};
 
 static bool
 start_notifier(pid_t *pid)
@@ -139,7 +150,7 @@ notifier_holds_lock(void)
 	 * is assumed (the rows wait for one at worst).
 	 */
 	notifier_locktag(&tag);
-	if (LockAcquireExtended(&tag, ExclusiveLock, true, true, false, NULL) == LOCKACQUIRE_NOT_AVAIL)
+	if (SP_LOCK_ACQUIRE_NOWAIT(&tag, ExclusiveLock, true) == LOCKACQUIRE_NOT_AVAIL)
 		return true;
 	LockRelease(&tag, ExclusiveLock, true);
 	return false;
@@ -193,7 +204,7 @@ find_notifier(void)
 	n = pgstat_fetch_stat_numbackends();
 	for (i = 1; i <= n; i++)
 	{
-		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
+		LocalPgBackendStatus *local = SP_LOCAL_BACKEND_STATUS(i);
 		PgBackendStatus *be = local ? &local->backendStatus : NULL;
 		const char *type;
 
@@ -246,10 +257,9 @@ notifier_available(void)
 }
 
 void
-sp_notify_send(const char *channel, const char *payload)
+sp_notify_send(const char *channel, const char *payload, Oid run_as)
 {
-	Oid			argtypes[2] = {TEXTOID, TEXTOID};
-	Datum		values[2];
+	Datum		values[3];
 
 	if (!sp_notify)
 		return;
@@ -270,14 +280,10 @@ sp_notify_send(const char *channel, const char *payload)
 		return;
 	}
 
-	SPI_connect();
-	sp_keep_plan(&outbox_plan, "INSERT INTO stripepay.notify_outbox (channel, payload)"
-				 " VALUES ($1, $2)", 2, argtypes);
-	values[0] = CStringGetTextDatum(channel);
-	values[1] = CStringGetTextDatum(payload);
-	if (SPI_execute_plan(outbox_plan, values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "stripepay: could not queue a notification");
-	SPI_finish();
+	values[0] = Int64GetDatum(sp_next_id("notify_outbox_id_seq"));
+	values[1] = CStringGetTextDatum(channel);
+	values[2] = CStringGetTextDatum(payload);
+	sp_stmt_run(&outbox_stmt, values, NULL, run_as, 0, NULL);
 
 	if (!xact_callback_registered)
 	{
@@ -287,14 +293,15 @@ sp_notify_send(const char *channel, const char *payload)
 	wake_at_commit = true;
 }
 
-/* stripepay._notify(channel, payload jsonb), for the SQL apply functions */
+/*
+ * stripepay._notify(channel, payload): a notification through the same
+ * path, for the notifier's tests; superusers only.
+ */
 Datum
 stripepay_notify(PG_FUNCTION_ARGS)
 {
-	Jsonb	   *payload = PG_GETARG_JSONB_P(1);
-	char	   *channel = text_to_cstring(PG_GETARG_TEXT_PP(0));
-
-	sp_notify_send(channel, JsonbToCString(NULL, &payload->root, VARSIZE(payload)));
+	sp_notify_send(text_to_cstring(PG_GETARG_TEXT_PP(0)), text_to_cstring(PG_GETARG_TEXT_PP(1)),
+				   GetUserId());
 	PG_RETURN_VOID();
 }
 
@@ -320,46 +327,32 @@ outgoing_cmp(const void *a, const void *b)
 static uint64
 drain_outbox(void)
 {
-	uint64		n;
-	uint64		i;
+	SpRows		rows;
+	int			i;
 	Outgoing   *out;
-	bool		isnull;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "sending notifications");
 
-	/* the oldest first, through the primary key; then a TID scan */
-	sp_keep_plan(&drain_plan,
-				 "DELETE FROM stripepay.notify_outbox"
-				 " WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
-				 "  SELECT ctid FROM stripepay.notify_outbox ORDER BY id LIMIT "
-				 CppAsString2(NOTIFIER_BATCH) "))"
-				 " RETURNING id, channel, payload", 0, NULL);
-	if (SPI_execute_plan(drain_plan, NULL, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
-		elog(ERROR, "stripepay notifier: could not read the outbox");
-	n = SPI_processed;
-	out = palloc(sizeof(Outgoing) * (n ? n : 1));
-	for (i = 0; i < n; i++)
+	sp_stmt_run(&drain_stmt, NULL, NULL, SP_AS_OWNER, NOTIFIER_BATCH, &rows);
+	out = palloc(sizeof(Outgoing) * (rows.nrows ? rows.nrows : 1));
+	for (i = 0; i < rows.nrows; i++)
 	{
-		HeapTuple	t = SPI_tuptable->vals[i];
-
-		out[i].id = DatumGetInt64(SPI_getbinval(t, SPI_tuptable->tupdesc, 1, &isnull));
-		out[i].channel = SPI_getvalue(t, SPI_tuptable->tupdesc, 2);
-		out[i].payload = SPI_getvalue(t, SPI_tuptable->tupdesc, 3);
+		out[i].id = sp_rows_int64(&rows, i, 1, NULL);
+		out[i].channel = sp_rows_text(&rows, i, 2);
+		out[i].payload = sp_rows_text(&rows, i, 3);
 	}
-	qsort(out, n, sizeof(Outgoing), outgoing_cmp);
-	for (i = 0; i < n; i++)
+	qsort(out, rows.nrows, sizeof(Outgoing), outgoing_cmp);
+	for (i = 0; i < rows.nrows; i++)
 		Async_Notify(out[i].channel, out[i].payload);
 
-	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
-	return n;
+	return (uint64) rows.nrows;
 }
 
 static bool

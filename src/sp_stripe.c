@@ -11,9 +11,10 @@
 #include "access/xlog.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
+#include "lib/stringinfo.h"
 #include "utils/timestamp.h"
 
-#include "sp_json.h"
+#include "pure/sp_json.h"
 #include "sp_stripe.h"
 #include "stripepay.h"
 
@@ -223,4 +224,52 @@ sp_stripe_list(const char *path, const SpForm *query, const char *api_key,
 							resp.request_id[0] ? resp.request_id : "none")));
 	page->nitems = n;
 	pfree(resp.body);
+}
+
+SpEvent *
+sp_stripe_decode_object(const SpHttpResponse *resp, const char *what, const char *key_mode)
+{
+	StringInfoData wrapped;
+	SpEvent    *ev = palloc(sizeof(SpEvent));
+	SpEventResult rc;
+
+	initStringInfo(&wrapped);
+	appendStringInfo(&wrapped,
+					 "{\"id\":\"evt_object\",\"object\":\"event\",\"type\":\"object\","
+					 "\"api_version\":\"%s\",\"created\":0,\"livemode\":%s,\"data\":{\"object\":",
+					 sp_api_version,
+					 key_mode != NULL && strcmp(key_mode, "live") == 0 ? "true" : "false");
+	appendBinaryStringInfo(&wrapped, resp->body, resp->body_len);
+	appendStringInfoString(&wrapped, "}}");
+	rc = sp_event_decode(wrapped.data, wrapped.len, ev);
+	pfree(wrapped.data);
+	if (rc != SP_EVENT_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_SP_API_ERROR),
+				 errmsg("unexpected response from Stripe"),
+				 errdetail("The %s Stripe returned cannot be read: %s%s%s.", what,
+						   sp_event_result_name(rc), ev->error_path[0] ? " at " : "",
+						   ev->error_path),
+				 errcontext("Stripe request, Request-Id %s",
+							resp->request_id[0] ? resp->request_id : "none")));
+	return ev;
+}
+
+SpEvent *
+sp_stripe_fetch_object(const char *api_key, const char *path, const char *what,
+					   const char *key_mode)
+{
+	SpHttpResponse resp;
+
+	sp_stripe_call("GET", path, NULL, api_key, NULL, &resp);
+	return sp_stripe_decode_object(&resp, what, key_mode);
+}
+
+char *
+sp_stripe_latest_charge(const char *api_key, const char *key_mode, const char *payment_intent)
+{
+	SpEvent    *pi = sp_stripe_fetch_object(api_key, psprintf("/v1/payment_intents/%s", payment_intent),
+											"PaymentIntent", key_mode);
+
+	return pi->charge[0] ? pstrdup(pi->charge) : NULL;
 }

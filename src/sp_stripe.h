@@ -9,9 +9,11 @@
 #ifndef SP_STRIPE_H
 #define SP_STRIPE_H
 
-#include "sp_form.h"
+#include "pure/sp_event.h"
+#include "sp_compat.h"
+#include "pure/sp_form.h"
+#include "pure/sp_json.h"
 #include "sp_http.h"
-#include "sp_json.h"
 
 /* Stripe's largest page: limit=100 */
 #define SP_STRIPE_PAGE_MAX 100
@@ -42,8 +44,8 @@ extern bool sp_stripe_send(const char *method, const char *path, const SpForm *f
 						   SpHttpResponse *resp);
 
 /* Raises the ERROR for a non-2xx response. */
-extern void sp_stripe_raise_error(const char *method, const char *path,
-								  const SpHttpResponse *resp) pg_attribute_noreturn();
+pg_noreturn extern void sp_stripe_raise_error(const char *method, const char *path,
+											  const SpHttpResponse *resp);
 
 /* Whether a non-2xx response is Stripe's idempotency_error. */
 extern bool sp_stripe_is_idempotency_error(const SpHttpResponse *resp);
@@ -74,5 +76,22 @@ extern void sp_stripe_fields(const char *body, size_t len, const char *what,
  */
 extern void sp_stripe_list(const char *path, const SpForm *query, const char *api_key,
 						   const char *what, SpStripePage *page);
+
+/*
+ * A Stripe object from a 2xx answer, read by the event decoder as the
+ * data.object of an event in the pinned API version, so its fields read
+ * exactly as a webhook's would; ERROR (SP005) if it cannot be.  key_mode
+ * ("live", "test") is the event's livemode.
+ */
+extern SpEvent *sp_stripe_decode_object(const SpHttpResponse *resp, const char *what,
+										const char *key_mode);
+
+/* GETs one object (path) and decodes it as above. */
+extern SpEvent *sp_stripe_fetch_object(const char *api_key, const char *path, const char *what,
+									   const char *key_mode);
+
+/* The latest charge of a PaymentIntent, read from Stripe; NULL if it has none. */
+extern char *sp_stripe_latest_charge(const char *api_key, const char *key_mode,
+									 const char *payment_intent);
 
 #endif							/* SP_STRIPE_H */

@@ -6,21 +6,26 @@
  *
  * A subscription starts in Checkout (mode=subscription) and from then on
  * follows Stripe's webhooks.  Cancelling and resuming call Stripe, then
- * record the outcome through the same state rules as a webhook, so the
- * subscription flow fires once, whichever arrives first.
+ * record the Subscription Stripe answers with through the event engine's
+ * rules (sp_engine_subscription_changed), so the subscription flow fires
+ * once, whichever arrives first.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
 #include "fmgr.h"
-#include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 
+#include "pure/sp_formats.h"
+#include "pure/sp_rules.h"
 #include "sp_api.h"
-#include "sp_store.h"
+#include "sp_call.h"
+#include "sp_engine.h"
+#include "sp_lock.h"
+#include "sp_stmt.h"
 #include "sp_stripe.h"
 #include "stripepay.h"
 
@@ -28,28 +33,93 @@ PG_FUNCTION_INFO_V1(stripepay_stripe_subscribe);
 PG_FUNCTION_INFO_V1(stripepay_stripe_cancel_subscription);
 PG_FUNCTION_INFO_V1(stripepay_stripe_resume_subscription);
 
-static void
-sp_check_price_id(const char *price_id)
-{
-	size_t		len = strlen(price_id);
+static SpStmt live_stmt = {
+	.sql = "SELECT id, status FROM stripepay.recurring_payment"
+	" WHERE order_id = $1 AND subscription_id IS NOT NULL"
+	"   AND status NOT IN ('CANCELED', 'INCOMPLETE_EXPIRED') LIMIT 1",
+	.nargs = 1, .argtypes = {INT8OID}
+};
+static SpStmt open_stmt = {
+	.sql = "SELECT * FROM stripepay.recurring_payment"
+	" WHERE order_id = $1 AND price_id = $2 AND status = 'INCOMPLETE'"
+	"   AND subscription_id IS NULL AND expires_at > pg_catalog.now() + interval '10 minutes'"
+	" ORDER BY id DESC LIMIT 1",
+	.nargs = 2, .argtypes = {INT8OID, TEXTOID}
+};
+static SpStmt open_ways_stmt = {
+	.sql = "SELECT id, checkout_session_id, true, status FROM stripepay.recurring_payment"
+	" WHERE order_id = $1 AND status = 'INCOMPLETE' AND subscription_id IS NULL"
+	"   AND checkout_session_id IS NOT NULL AND expires_at > pg_catalog.now()"
+	" ORDER BY id",
+	.nargs = 1, .argtypes = {INT8OID}
+};
+static SpStmt close_stmt = {
+	.sql = "UPDATE stripepay.recurring_payment SET status = 'INCOMPLETE_EXPIRED',"
+	"       updated_at = pg_catalog.now()"
+	" WHERE id = $1 AND status = 'INCOMPLETE'",
+	.nargs = 1, .argtypes = {INT8OID}
+};
+static SpStmt record_stmt = {
+	.sql = "INSERT INTO stripepay.recurring_payment (id, order_id, price_id, created_by)"
+	" VALUES ($1, $2, $3, $4)",
+	.nargs = 4, .argtypes = {INT8OID, INT8OID, TEXTOID, NAMEOID}
+};
+static SpStmt session_stmt = {
+	.sql = "UPDATE stripepay.recurring_payment SET checkout_session_id = $2, checkout_url = $3,"
+	"       expires_at = pg_catalog.to_timestamp($4::pg_catalog.float8),"
+	"       livemode = $5::pg_catalog.bool, updated_at = pg_catalog.now()"
+	" WHERE id = $1 RETURNING *",
+	.nargs = 5, .argtypes = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}
+};
+static SpStmt lock_stmt = {
+	.sql = "SELECT subscription_id, status, created_by, checkout_session_id"
+	"  FROM stripepay.recurring_payment WHERE id = $1 FOR UPDATE",
+	.nargs = 1, .argtypes = {INT8OID}
+};
+static SpStmt row_stmt = {
+	.sql = "SELECT * FROM stripepay.recurring_payment WHERE id = $1",
+	.nargs = 1, .argtypes = {INT8OID}
+};
 
-	if (len < 7 || len > 255 || strncmp(price_id, "price_", 6) != 0 ||
-		strspn(price_id + 6, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") != len - 6)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid Stripe price id \"%.64s\"", price_id),
-				 errdetail("A price id looks like price_1MoBy5LkdIwHu7ixZhnattbh.")));
+static void
+check_price_id(const char *price_id)
+{
+	char		shown[80];
+
+	if (sp_price_id_valid(price_id))
+		return;
+	sp_one_line(shown, sizeof(shown), price_id, 64);
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid Stripe price id \"%s\"", shown),
+			 errdetail("A price id looks like price_1MoBy5LkdIwHu7ixZhnattbh.")));
 }
 
 static Datum
-sp_return_recurring_payment(int64 rp_id)
+return_row(SpCall *call, int64 rp_id, FunctionCallInfo fcinfo)
 {
-	return sp_return_row("SELECT * FROM stripepay.recurring_payment WHERE id = $1", rp_id);
+	Datum		value = Int64GetDatum(rp_id);
+	SpRows		rows;
+
+	sp_stmt_run(&row_stmt, &value, NULL, SP_AS_OWNER, 1, &rows);
+	sp_call_end(call);
+	return sp_rows_composite(&rows, 0, fcinfo);
+}
+
+static SpApply
+apply_of(const SpCall *call)
+{
+	SpApply		ap;
+
+	memset(&ap, 0, sizeof(ap));
+	ap.run_as = call->run_as;
+	ap.source = "webhook";
+	return ap;
 }
 
 static void
-sp_subscription_completed(int64 order_id, int64 rp_id, const char *session_id,
-						  bool is_session pg_attribute_unused())
+subscription_completed(int64 order_id, int64 rp_id, const char *session_id,
+					   bool is_session pg_attribute_unused())
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_SP_ALREADY_SUBSCRIBED),
@@ -59,21 +129,56 @@ sp_subscription_completed(int64 order_id, int64 rp_id, const char *session_id,
 			 errhint("Cancel it with stripepay.stripe_cancel_subscription() once it has arrived.")));
 }
 
-/*
- * An order has one subscription Checkout open at a time, whatever its
- * price: the earlier ones are expired first.
- */
 static void
-sp_close_open_subscriptions(const SpSettings *settings, int64 order_id)
+refuse_if_subscribed(int64 order_id)
 {
-	sp_close_open_ways_to_pay(settings->secret_key, order_id,
-							  "SELECT id, checkout_session_id, true, status FROM stripepay.recurring_payment"
-							  " WHERE order_id = $1 AND status = 'INCOMPLETE' AND subscription_id IS NULL"
-							  "   AND checkout_session_id IS NOT NULL AND expires_at > now()"
-							  " ORDER BY id",
-							  "UPDATE stripepay.recurring_payment SET status = 'INCOMPLETE_EXPIRED', updated_at = now()"
-							  " WHERE id = $1 AND status = 'INCOMPLETE'",
-							  sp_subscription_completed);
+	Datum		value = Int64GetDatum(order_id);
+	SpRows		rows;
+
+	sp_stmt_run(&live_stmt, &value, NULL, SP_AS_OWNER, 1, &rows);
+	if (rows.nrows > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_SP_ALREADY_SUBSCRIBED),
+				 errmsg("order " INT64_FORMAT " already has a subscription", order_id),
+				 errdetail("Subscription " INT64_FORMAT " of this order is %s.",
+						   sp_rows_int64(&rows, 0, 1, NULL), sp_rows_text(&rows, 0, 2)),
+				 errhint("Cancel it with stripepay.stripe_cancel_subscription() first.")));
+}
+
+/* Creates the subscription's Checkout Session and records its ids. */
+static void
+open_checkout(const SpCall *call, int64 order_id, int64 rp_id, const char *price_id, SpRows *rows)
+{
+	static const char *const paths[] = {"id", "url", "expires_at", "livemode"};
+	const char *f[4];
+	SpForm	   *form = sp_form_create();
+	SpHttpResponse resp;
+	Datum		values[5];
+	bool		nulls[5];
+	int			i;
+
+	sp_form_add(form, "mode", "subscription");
+	sp_form_add(form, "line_items[0][price]", price_id);
+	sp_form_add_int(form, "line_items[0][quantity]", 1);
+	sp_form_add(form, "success_url", call->settings.success_url);
+	if (call->settings.cancel_url)
+		sp_form_add(form, "cancel_url", call->settings.cancel_url);
+	sp_form_add_int(form, "client_reference_id", order_id);
+	sp_form_add_ids(form, "metadata", order_id, "stripepay_recurring_payment_id", rp_id);
+	sp_form_add_ids(form, "subscription_data[metadata]", order_id, "stripepay_recurring_payment_id", rp_id);
+	sp_stripe_call("POST", "/v1/checkout/sessions", form, call->settings.secret_key,
+				   sp_idempotency_key("subscribe", psprintf(INT64_FORMAT, rp_id)), &resp);
+	sp_stripe_fields(resp.body, resp.body_len, "Checkout Session", paths, 4, f);
+	if (f[0] == NULL || f[1] == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_SP_API_ERROR),
+				 errmsg("unexpected response from Stripe"),
+				 errdetail("The Checkout Session has no %s.", f[0] == NULL ? "id" : "url")));
+	values[0] = Int64GetDatum(rp_id);
+	nulls[0] = false;
+	for (i = 0; i < 4; i++)
+		values[i + 1] = sp_text_or_null(f[i], &nulls[i + 1]);
+	sp_stmt_run(&session_stmt, values, nulls, call->run_as, 1, rows);
 }
 
 /*
@@ -85,189 +190,137 @@ sp_close_open_subscriptions(const SpSettings *settings, int64 order_id)
 Datum
 stripepay_stripe_subscribe(PG_FUNCTION_ARGS)
 {
+	SpCall		call;
 	int64		order_id;
 	char	   *price_id;
-	SpSettings	settings;
-	Oid			argtypes[5];
-	Datum		values[5];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', '\0'};
 	int64		rp_id;
-	SpForm	   *form;
-	SpHttpResponse resp;
+	Datum		values[4];
+	SpRows		rows;
 
 	sp_require_arg(fcinfo, 0, "order_id");
 	sp_require_arg(fcinfo, 1, "price_id");
 	order_id = PG_GETARG_INT64(0);
 	price_id = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	sp_check_price_id(price_id);
+	check_price_id(price_id);
 	sp_require_read_committed("stripe_subscribe");
 
-	SPI_connect();
-	sp_settings_load(&settings);
-	sp_settings_require_success_url(&settings);
+	sp_call_begin(&call, fcinfo);
+	sp_settings_require_key(&call.settings);
+	sp_settings_require_success_url(&call.settings);
 
-	argtypes[0] = INT8OID;
+	sp_lock_int(SP_LOCK_SUBSCRIBE, order_id);
+	refuse_if_subscribed(order_id);
 	values[0] = Int64GetDatum(order_id);
-	argtypes[1] = TEXTOID;
 	values[1] = CStringGetTextDatum(price_id);
-	argtypes[2] = NAMEOID;
-	values[2] = sp_caller_name();
-
-	sp_exec("SELECT pg_advisory_xact_lock(hashtextextended('stripepay.subscribe:' || $1::text, 0))",
-			1, argtypes, values, NULL, SPI_OK_SELECT);
-	if (sp_exec("SELECT id, status FROM stripepay.recurring_payment"
-				" WHERE order_id = $1 AND subscription_id IS NOT NULL"
-				"   AND status NOT IN ('CANCELED', 'INCOMPLETE_EXPIRED') LIMIT 1",
-				1, argtypes, values, NULL, SPI_OK_SELECT) > 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_SP_ALREADY_SUBSCRIBED),
-				 errmsg("order " INT64_FORMAT " already has a subscription", order_id),
-				 errdetail("Subscription %s of this order is %s.", sp_result_text(0, 1), sp_result_text(0, 2)),
-				 errhint("Cancel it with stripepay.stripe_cancel_subscription() first.")));
-	if (sp_exec("SELECT id FROM stripepay.recurring_payment"
-				" WHERE order_id = $1 AND price_id = $2 AND status = 'INCOMPLETE'"
-				"   AND subscription_id IS NULL AND expires_at > now() + interval '10 minutes'"
-				" ORDER BY id DESC LIMIT 1",
-				2, argtypes, values, NULL, SPI_OK_SELECT) > 0)
-		PG_RETURN_DATUM(sp_return_recurring_payment(pg_strtoint64(sp_result_text(0, 1))));
-	sp_close_open_subscriptions(&settings, order_id);
-
-	sp_exec("INSERT INTO stripepay.recurring_payment (order_id, price_id, created_by)"
-			" VALUES ($1, $2, $3) RETURNING id",
-			3, argtypes, values, NULL, SPI_OK_INSERT_RETURNING);
-	rp_id = pg_strtoint64(sp_result_text(0, 1));
-
-	form = sp_form_create();
-	sp_form_add(form, "mode", "subscription");
-	sp_form_add(form, "line_items[0][price]", price_id);
-	sp_form_add_int(form, "line_items[0][quantity]", 1);
-	sp_form_add(form, "success_url", settings.success_url);
-	if (settings.cancel_url)
-		sp_form_add(form, "cancel_url", settings.cancel_url);
-	sp_form_add_int(form, "client_reference_id", order_id);
-	sp_form_add_ids(form, "metadata", order_id, "stripepay_recurring_payment_id", rp_id);
-	sp_form_add_ids(form, "subscription_data[metadata]", order_id, "stripepay_recurring_payment_id", rp_id);
-	sp_stripe_call("POST", "/v1/checkout/sessions", form, settings.secret_key,
-				   sp_idempotency_key("subscribe", psprintf(INT64_FORMAT, rp_id)), &resp);
-
+	sp_stmt_run(&open_stmt, values, NULL, SP_AS_OWNER, 1, &rows);
+	if (rows.nrows == 0)
 	{
-		static const char *const paths[] = {"id", "url", "expires_at", "livemode"};
-		const char *f[4];
-
-		sp_stripe_fields(resp.body, resp.body_len, "Checkout Session", paths, 4, f);
-		if (f[0] == NULL || f[1] == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_SP_API_ERROR),
-					 errmsg("unexpected response from Stripe"),
-					 errdetail("The Checkout Session has no %s.", f[0] == NULL ? "id" : "url")));
-		argtypes[0] = INT8OID;
+		sp_close_open_ways_to_pay(call.settings.secret_key, order_id, &open_ways_stmt, &close_stmt,
+								  call.run_as, subscription_completed);
+		rp_id = sp_next_id("recurring_payment_id_seq");
 		values[0] = Int64GetDatum(rp_id);
-		argtypes[1] = TEXTOID;
-		values[1] = CStringGetTextDatum(f[0]);
-		argtypes[2] = TEXTOID;
-		values[2] = CStringGetTextDatum(f[1]);
-		argtypes[3] = TEXTOID;
-		values[3] = f[2] ? CStringGetTextDatum(f[2]) : (Datum) 0;
-		nulls[3] = f[2] ? ' ' : 'n';
-		argtypes[4] = BOOLOID;
-		values[4] = BoolGetDatum(f[3] != NULL && strcmp(f[3], "true") == 0);
-		nulls[4] = f[3] ? ' ' : 'n';
-		nulls[5] = '\0';
-		sp_exec("UPDATE stripepay.recurring_payment SET checkout_session_id = $2, checkout_url = $3,"
-				"       expires_at = to_timestamp($4::double precision), livemode = $5, updated_at = now()"
-				" WHERE id = $1",
-				5, argtypes, values, nulls, SPI_OK_UPDATE);
+		values[1] = Int64GetDatum(order_id);
+		values[2] = CStringGetTextDatum(price_id);
+		values[3] = sp_call_caller_name(&call);
+		sp_stmt_run(&record_stmt, values, NULL, call.run_as, 0, NULL);
+		open_checkout(&call, order_id, rp_id, price_id, &rows);
 	}
-	PG_RETURN_DATUM(sp_return_recurring_payment(rp_id));
+	sp_call_end(&call);
+	return sp_rows_composite(&rows, 0, fcinfo);
 }
+
+typedef struct OwnSubscription
+{
+	char	   *subscription_id;	/* NULL before Checkout completed */
+	char	   *status;
+	char	   *session_id;
+} OwnSubscription;
 
 /*
  * Locks a subscription row for a change and checks that the caller may make
- * it: the role that subscribed, an admin or a superuser.  Returns its
- * Stripe subscription id (NULL before Checkout completed) and status.
+ * it: the role that subscribed, an admin or a superuser.
  */
 static void
-sp_lock_own_subscription(int64 rp_id, char **subscription_id, char **status, char **session_id)
+lock_own_subscription(const SpCall *call, int64 rp_id, OwnSubscription *s)
 {
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1];
-	char	   *created_by;
+	Datum		value = Int64GetDatum(rp_id);
+	SpRows		rows;
 
-	values[0] = Int64GetDatum(rp_id);
-	if (sp_exec("SELECT subscription_id, status, created_by, checkout_session_id"
-				"  FROM stripepay.recurring_payment WHERE id = $1 FOR UPDATE",
-				1, argtypes, values, NULL, SPI_OK_SELECT) == 0)
+	sp_stmt_run(&lock_stmt, &value, NULL, SP_AS_OWNER, 1, &rows);
+	if (rows.nrows == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_SP_NO_SUCH_SUBSCRIPTION),
 				 errmsg("subscription " INT64_FORMAT " does not exist", rp_id)));
-	*subscription_id = sp_result_text(0, 1);
-	*status = sp_result_text(0, 2);
-	created_by = sp_result_text(0, 3);
-	*session_id = sp_result_text(0, 4);
-
-	sp_check_owner(created_by, "subscribed", "change subscription", rp_id);
+	s->subscription_id = sp_rows_text(&rows, 0, 1);
+	s->status = sp_rows_text(&rows, 0, 2);
+	s->session_id = sp_rows_text(&rows, 0, 4);
+	sp_call_check_owner(call, sp_rows_text(&rows, 0, 3), "subscribed", "change subscription", rp_id);
 }
 
-/* Records Stripe's answer about a subscription through the state rules. */
+/*
+ * Records the Subscription Stripe answered with through the engine's rules,
+ * stamped with this second: the change's own webhook comes later and finds
+ * it known.
+ */
 static void
-sp_record_subscription(int64 rp_id, const SpHttpResponse *resp, const char *cause)
+record_answer(const SpCall *call, int64 rp_id, const SpHttpResponse *resp, const char *cause)
 {
-	static const char *const paths[] = {"status", "cancel_at_period_end", "canceled_at"};
-	const char *f[3];
-	Oid			argtypes[5] = {INT8OID, TEXTOID, BOOLOID, TEXTOID, TEXTOID};
-	Datum		values[5];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', '\0'};
-	char	   *status;
-	char	   *p;
+	SpEvent    *sub = sp_stripe_decode_object(resp, "Subscription",
+											  sp_key_mode(call->settings.secret_key));
+	const char *status = sp_subscription_status_of(sub->status);
+	SpApply		ap = apply_of(call);
+	TimestampTz now = GetCurrentTimestamp();
 
-	sp_stripe_fields(resp->body, resp->body_len, "Subscription", paths, 3, f);
-	if (f[0] == NULL)
+	if (status == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_SP_API_ERROR),
 				 errmsg("unexpected response from Stripe"),
-				 errdetail("The Subscription has no status.")));
-	status = pstrdup(f[0]);
-	for (p = status; *p; p++)
-		*p = pg_toupper((unsigned char) *p);
-
-	values[0] = Int64GetDatum(rp_id);
-	values[1] = CStringGetTextDatum(status);
-	values[2] = BoolGetDatum(f[1] != NULL && strcmp(f[1], "true") == 0);
-	nulls[2] = f[1] ? ' ' : 'n';
-	values[3] = f[2] ? CStringGetTextDatum(f[2]) : (Datum) 0;
-	nulls[3] = f[2] ? ' ' : 'n';
-	values[4] = CStringGetTextDatum(cause);
-	sp_exec("SELECT stripepay._subscription_changed($1, $2, $3, to_timestamp($4::double precision),"
-			"       date_trunc('second', clock_timestamp()), $5)",
-			5, argtypes, values, nulls, SPI_OK_SELECT);
+				 errdetail("The Subscription has no status stripepay knows.")));
+	sp_engine_subscription_changed(&ap, rp_id, status,
+								   sub->has_cancel_at_period_end, sub->cancel_at_period_end,
+								   sub->has_canceled_at,
+								   time_t_to_timestamptz((pg_time_t) sub->canceled_at),
+								   sub->has_cancel_at,
+								   time_t_to_timestamptz((pg_time_t) sub->cancel_at),
+								   now - now % USECS_PER_SEC, cause);
 }
 
-/* Whether a Subscription Stripe answered with is canceled. */
-static bool
-sp_subscription_is_canceled(const SpHttpResponse *resp)
+/* Checkout never completed: the session is closed, nothing else exists. */
+static void
+cancel_checkout(const SpCall *call, int64 rp_id, const OwnSubscription *s)
 {
-	static const char *const paths[] = {"status"};
-	const char *f[1];
+	SpApply		ap = apply_of(call);
+	TimestampTz now = GetCurrentTimestamp();
 
-	sp_stripe_fields(resp->body, resp->body_len, "Subscription", paths, 1, f);
-	return f[0] != NULL && strcmp(f[0], "canceled") == 0;
+	if (s->session_id == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_SP_NO_SUCH_SUBSCRIPTION),
+				 errmsg("subscription " INT64_FORMAT " has nothing to cancel at Stripe", rp_id)));
+	if (sp_close_way_to_pay(call->settings.secret_key, s->session_id, true) != SP_CLOSE_CLOSED)
+		ereport(ERROR,
+				(errcode(ERRCODE_SP_NO_SUCH_SUBSCRIPTION),
+				 errmsg("subscription " INT64_FORMAT " cannot be canceled yet", rp_id),
+				 errdetail("The buyer completed Checkout Session %s; the subscription comes by webhook.",
+						   s->session_id),
+				 errhint("Cancel it once its webhook has arrived.")));
+	sp_engine_subscription_changed(&ap, rp_id, "INCOMPLETE_EXPIRED", false, false, true, now, false, 0,
+								   now - now % USECS_PER_SEC, "stripe_cancel_subscription");
 }
 
 /*
  * stripe_cancel_subscription(recurring_payment_id bigint, at_period_end boolean)
  *
- * Cancels now (DELETE) or at the end of the period.  Cancelling what is
- * already canceled is a notice, not an error.
+ * Cancels now (DELETE), or at the end of the current period (cancel_at =
+ * min_period_end: the earliest period end of its items, resolved to a
+ * time at once).  Cancelling what is already canceled is a notice.
  */
 Datum
 stripepay_stripe_cancel_subscription(PG_FUNCTION_ARGS)
 {
+	SpCall		call;
 	int64		rp_id;
 	bool		at_period_end;
-	SpSettings	settings;
-	char	   *subscription_id;
-	char	   *status;
-	char	   *session_id;
+	OwnSubscription s;
 	SpHttpResponse resp;
 	char	   *path;
 	bool		sent;
@@ -277,65 +330,43 @@ stripepay_stripe_cancel_subscription(PG_FUNCTION_ARGS)
 	at_period_end = PG_ARGISNULL(1) ? false : PG_GETARG_BOOL(1);
 	sp_require_read_committed("stripe_cancel_subscription");
 
-	SPI_connect();
-	sp_settings_load(&settings);
-	sp_lock_own_subscription(rp_id, &subscription_id, &status, &session_id);
+	sp_call_begin(&call, fcinfo);
+	sp_settings_require_key(&call.settings);
+	lock_own_subscription(&call, rp_id, &s);
 
-	if (strcmp(status, "CANCELED") == 0 || strcmp(status, "INCOMPLETE_EXPIRED") == 0)
+	if (strcmp(s.status, "CANCELED") == 0 || strcmp(s.status, "INCOMPLETE_EXPIRED") == 0)
 	{
 		ereport(NOTICE,
 				(errmsg("subscription " INT64_FORMAT " is already %s", rp_id,
-						strcmp(status, "CANCELED") == 0 ? "canceled" : "expired"),
+						strcmp(s.status, "CANCELED") == 0 ? "canceled" : "expired"),
 				 errdetail("Nothing was sent to Stripe.")));
-		PG_RETURN_DATUM(sp_return_recurring_payment(rp_id));
+		return return_row(&call, rp_id, fcinfo);
 	}
-
-	if (subscription_id == NULL)
+	if (s.subscription_id == NULL)
 	{
-		/* Checkout never completed: close the session, nothing else exists */
-		if (session_id == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_SP_NO_SUCH_SUBSCRIPTION),
-					 errmsg("subscription " INT64_FORMAT " has nothing to cancel at Stripe", rp_id)));
-		if (sp_close_way_to_pay(settings.secret_key, session_id, true) != SP_CLOSE_CLOSED)
-			ereport(ERROR,
-					(errcode(ERRCODE_SP_NO_SUCH_SUBSCRIPTION),
-					 errmsg("subscription " INT64_FORMAT " cannot be canceled yet", rp_id),
-					 errdetail("The buyer completed Checkout Session %s; the subscription comes by webhook.",
-							   session_id),
-					 errhint("Cancel it once its webhook has arrived.")));
-		{
-			Oid			argtypes[2] = {INT8OID, TEXTOID};
-			Datum		values[2];
-
-			values[0] = Int64GetDatum(rp_id);
-			values[1] = CStringGetTextDatum("stripe_cancel_subscription");
-			sp_exec("SELECT stripepay._subscription_changed($1, 'INCOMPLETE_EXPIRED', NULL, now(),"
-					"       date_trunc('second', clock_timestamp()), $2)",
-					2, argtypes, values, NULL, SPI_OK_SELECT);
-		}
-		PG_RETURN_DATUM(sp_return_recurring_payment(rp_id));
+		cancel_checkout(&call, rp_id, &s);
+		return return_row(&call, rp_id, fcinfo);
 	}
 
 	/*
-	 * Setting cancel_at_period_end is idempotent in itself: each call gets
-	 * a key of its own, shared only by its retries.  A key naming the
-	 * second of the call made a cancel, resume and cancel in one second
-	 * replay the first answer and change nothing at Stripe.
+	 * Scheduling a cancel is idempotent in itself: each call gets a key of
+	 * its own, shared only by its retries.  A key naming the second of the
+	 * call made a cancel, resume and cancel in one second replay the first
+	 * answer and change nothing at Stripe.
 	 */
-	path = psprintf("/v1/subscriptions/%s", subscription_id);
+	path = psprintf("/v1/subscriptions/%s", s.subscription_id);
 	if (at_period_end)
 	{
 		SpForm	   *form = sp_form_create();
 
-		sp_form_add(form, "cancel_at_period_end", "true");
-		sent = sp_stripe_send("POST", path, form, settings.secret_key,
+		sp_form_add(form, "cancel_at", "min_period_end");
+		sent = sp_stripe_send("POST", path, form, call.settings.secret_key,
 							  sp_idempotency_key_for_call("cancel-at-period-end",
 														  psprintf(INT64_FORMAT, rp_id)),
 							  &resp);
 	}
 	else
-		sent = sp_stripe_send("DELETE", path, NULL, settings.secret_key, NULL, &resp);
+		sent = sp_stripe_send("DELETE", path, NULL, call.settings.secret_key, NULL, &resp);
 	if (!sent)
 	{
 		SpHttpResponse now;
@@ -346,30 +377,29 @@ stripepay_stripe_cancel_subscription(PG_FUNCTION_ARGS)
 		 * Then that is what the database learns, as its webhook would say.
 		 */
 		if (resp.status < 400 || resp.status >= 500 ||
-			!sp_stripe_send("GET", path, NULL, settings.secret_key, NULL, &now) ||
-			!sp_subscription_is_canceled(&now))
+			!sp_stripe_send("GET", path, NULL, call.settings.secret_key, NULL, &now) ||
+			strcmp(sp_stripe_decode_object(&now, "Subscription", NULL)->status, "canceled") != 0)
 			sp_stripe_raise_error(at_period_end ? "POST" : "DELETE", path, &resp);
 		ereport(NOTICE,
 				(errmsg("subscription " INT64_FORMAT " was already canceled at Stripe", rp_id)));
 		resp = now;
 	}
-	sp_record_subscription(rp_id, &resp, "stripe_cancel_subscription");
-	PG_RETURN_DATUM(sp_return_recurring_payment(rp_id));
+	record_answer(&call, rp_id, &resp, "stripe_cancel_subscription");
+	return return_row(&call, rp_id, fcinfo);
 }
 
 /*
  * stripe_resume_subscription(recurring_payment_id bigint)
  *
- * Undoes a pending cancel at the period's end.
+ * Undoes a scheduled cancel, whichever way it was scheduled: at the
+ * period's end, or at a date (cancel_at), from here or from the dashboard.
  */
 Datum
 stripepay_stripe_resume_subscription(PG_FUNCTION_ARGS)
 {
+	SpCall		call;
 	int64		rp_id;
-	SpSettings	settings;
-	char	   *subscription_id;
-	char	   *status;
-	char	   *session_id;
+	OwnSubscription s;
 	SpHttpResponse resp;
 	SpForm	   *form;
 
@@ -377,23 +407,24 @@ stripepay_stripe_resume_subscription(PG_FUNCTION_ARGS)
 	rp_id = PG_GETARG_INT64(0);
 	sp_require_read_committed("stripe_resume_subscription");
 
-	SPI_connect();
-	sp_settings_load(&settings);
-	sp_lock_own_subscription(rp_id, &subscription_id, &status, &session_id);
-	if (subscription_id == NULL || strcmp(status, "CANCELED") == 0 ||
-		strcmp(status, "INCOMPLETE_EXPIRED") == 0)
+	sp_call_begin(&call, fcinfo);
+	sp_settings_require_key(&call.settings);
+	lock_own_subscription(&call, rp_id, &s);
+	if (s.subscription_id == NULL || strcmp(s.status, "CANCELED") == 0 ||
+		strcmp(s.status, "INCOMPLETE_EXPIRED") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_SP_NOT_RESUMABLE),
 				 errmsg("subscription " INT64_FORMAT " cannot be resumed", rp_id),
-				 errdetail("Its status is %s; only a subscription set to cancel at the period's end can be.",
-						   status)));
+				 errdetail("Its status is %s; only a subscription set to cancel later can be.",
+						   s.status)));
 
 	form = sp_form_create();
 	sp_form_add(form, "cancel_at_period_end", "false");
-	sp_stripe_call("POST", psprintf("/v1/subscriptions/%s", subscription_id), form,
-				   settings.secret_key,
+	sp_form_add(form, "cancel_at", "");
+	sp_stripe_call("POST", psprintf("/v1/subscriptions/%s", s.subscription_id), form,
+				   call.settings.secret_key,
 				   sp_idempotency_key_for_call("resume", psprintf(INT64_FORMAT, rp_id)),
 				   &resp);
-	sp_record_subscription(rp_id, &resp, "stripe_resume_subscription");
-	PG_RETURN_DATUM(sp_return_recurring_payment(rp_id));
+	record_answer(&call, rp_id, &resp, "stripe_resume_subscription");
+	return return_row(&call, rp_id, fcinfo);
 }

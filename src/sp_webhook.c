@@ -1,13 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * sp_webhook.c
- *		stripe_ingest_webhook() and add_webhook_secret().
+ *		stripe_ingest_webhook(): a delivery from Stripe, verified, then
+ *		handed to the event engine.
  *
- * The entry point believes only Stripe: the signature is checked against
- * the live secrets before a single byte of the payload is trusted, and
- * every way to fail raises its own SQLSTATE before anything is stored.  The
- * payload is then decoded (sp_event.c) into facts named alike for every API
- * version, which stripepay._ingest() records once and applies.
+ * The entry point believes only Stripe.  Before a byte of the payload is
+ * parsed, the signature is checked against the live secrets: a refused
+ * body costs the memory it arrived in and a constant, whatever it holds.
+ * Every way to fail raises its own SQLSTATE and stores nothing.
  *
  *-------------------------------------------------------------------------
  */
@@ -15,81 +15,21 @@
 
 #include <time.h>
 
-#include "catalog/pg_type.h"
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/timestamp.h"
 
-#include "sp_apply.h"
-#include "sp_event.h"
-#include "sp_facts.h"
-#include "sp_signature.h"
-#include "sp_store.h"
+#include "pure/sp_event.h"
+#include "pure/sp_formats.h"
+#include "pure/sp_signature.h"
+#include "sp_call.h"
+#include "sp_engine.h"
 #include "sp_webhook.h"
 #include "stripepay.h"
 
 PG_FUNCTION_INFO_V1(stripepay_ingest_webhook_text);
 PG_FUNCTION_INFO_V1(stripepay_ingest_webhook_bytea);
-PG_FUNCTION_INFO_V1(stripepay_add_webhook_secret);
-
-/* facts hold a few metadata values of up to 2 kB each, and a refund list */
-#define SP_FACTS_BUFSIZE (64 * 1024)
-
-static SPIPlanPtr secrets_plan = NULL;
-static SPIPlanPtr ingest_plan = NULL;
-static SPIPlanPtr seen_plan = NULL;
-
-/*
- * The live secrets of one endpoint (or of all, for a NULL endpoint), the
- * mode of the configured API key ("live", "test" or NULL), and whether
- * event_id (if not NULL) is recorded already: one look-up for all three.
- */
-static int
-sp_load_secrets(const char *endpoint, const char *event_id, char ***secrets, char **key_mode,
-				bool *seen)
-{
-	Oid			argtypes[2] = {TEXTOID, TEXTOID};
-	Datum		values[2];
-	char		nulls[3] = {' ', ' ', '\0'};
-	bool		isnull;
-	Datum		arr;
-	Datum	   *elems;
-	int			nelems = 0;
-	int			i;
-
-	sp_keep_plan(&secrets_plan,
-				 "SELECT (SELECT array_agg(secret ORDER BY id DESC) FROM stripepay.webhook_secret"
-				 "         WHERE ($1 IS NULL OR endpoint = $1)"
-				 "           AND (expires_at IS NULL OR expires_at > now())),"
-				 "       (SELECT CASE WHEN secret_key LIKE '%\\_live\\_%' THEN 'live'"
-				 "                    WHEN secret_key IS NOT NULL THEN 'test' END"
-				 "          FROM stripepay.settings),"
-				 "       EXISTS (SELECT FROM stripepay.webhook_event WHERE id = $2)",
-				 2, argtypes);
-	values[0] = endpoint ? CStringGetTextDatum(endpoint) : (Datum) 0;
-	nulls[0] = endpoint ? ' ' : 'n';
-	values[1] = event_id ? CStringGetTextDatum(event_id) : (Datum) 0;
-	nulls[1] = event_id ? ' ' : 'n';
-	if (SPI_execute_plan(secrets_plan, values, nulls, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "stripepay: could not read the webhook secrets");
-
-	*key_mode = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	*seen = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-	arr = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	*secrets = NULL;
-	if (isnull)
-		return 0;
-	deconstruct_array(DatumGetArrayTypeP(arr), TEXTOID, -1, false, TYPALIGN_INT,
-					  &elems, NULL, &nelems);
-	*secrets = palloc(sizeof(char *) * nelems);
-	for (i = 0; i < nelems; i++)
-		(*secrets)[i] = TextDatumGetCString(elems[i]);
-	return nelems;
-}
 
 static long long
 sp_unix_now(void)
@@ -169,13 +109,14 @@ sp_raise_signature_error(SpSigResult rc, const SpSigHeader *header, const char *
 	}
 }
 
-static void
+void
 sp_raise_event_error(SpEventResult rc, const SpEvent *ev)
 {
 	if (rc == SP_EVENT_NOT_JSON)
 		ereport(ERROR,
 				(errcode(ERRCODE_SP_PAYLOAD_NOT_JSON),
-				 errmsg("webhook payload is not valid JSON")));
+				 errmsg("webhook payload is not valid JSON"),
+				 errdetail("It is not one JSON object in UTF-8, or holds what jsonb cannot store.")));
 	if (rc == SP_EVENT_NO_MEMORY)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
@@ -188,11 +129,7 @@ sp_raise_event_error(SpEventResult rc, const SpEvent *ev)
 					   ev->error_path[0] ? " at " : "", ev->error_path)));
 }
 
-static bool sp_record_and_apply(const SpEvent *ev, const char *payload, size_t len,
-								const char *endpoint, const char *source);
-
-/* An event of the other mode than the configured key's is refused. */
-static void
+void
 sp_check_livemode(const SpEvent *ev, const char *key_mode)
 {
 	if (key_mode != NULL && ev->livemode != (strcmp(key_mode, "live") == 0))
@@ -204,88 +141,27 @@ sp_check_livemode(const SpEvent *ev, const char *key_mode)
 				 errhint("Point each Stripe mode's webhook endpoint at the database that uses that mode's key.")));
 }
 
-/*
- * Decodes, records and applies one authentic event, once.  The caller is
- * connected to SPI and has established that the payload comes from Stripe
- * (a verified signature, or Stripe's API); key_mode ("live", "test" or NULL
- * for no check) is the mode of the configured key.
- */
-bool
-sp_ingest_event(const char *payload, size_t len, const char *endpoint, const char *source,
-				const char *key_mode, SpEvent **ev_out)
+/* The endpoint argument: NULL, or a name as the relay routes it. */
+static char *
+sp_endpoint_arg(FunctionCallInfo fcinfo)
 {
-	SpEvent    *ev;
-	SpEventResult decoded;
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1];
+	text	   *arg;
+	char		shown[SP_ENDPOINT_NAME_MAX * 4 + 8];
+	char	   *name;
 
-	ev = palloc(sizeof(SpEvent));
-	*ev_out = ev;
-	decoded = sp_event_decode(payload, len, ev);
-	if (decoded != SP_EVENT_OK)
-		sp_raise_event_error(decoded, ev);
-	sp_check_livemode(ev, key_mode);
-
-	/*
-	 * A redelivery is answered without building facts or parsing the payload
-	 * again; a concurrent first delivery is still caught when the event is
-	 * recorded.
-	 */
-	sp_keep_plan(&seen_plan, "SELECT 1 FROM stripepay.webhook_event WHERE id = $1", 1, argtypes);
-	values[0] = CStringGetTextDatum(ev->id);
-	if (SPI_execute_plan(seen_plan, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "stripepay: could not look up webhook event %s", ev->id);
-	if (SPI_processed > 0)
-		return true;
-	return sp_record_and_apply(ev, payload, len, endpoint, source);
-}
-
-/*
- * Records and applies a decoded event that was not recorded when looked
- * up; true when a concurrent delivery recorded it first.
- */
-static bool
-sp_record_and_apply(const SpEvent *ev, const char *payload, size_t len, const char *endpoint,
-					const char *source)
-{
-	char	   *facts;
-	char	   *payload_text;
-	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[4];
-	char		nulls[5] = {' ', ' ', ' ', ' ', '\0'};
-	bool		isnull;
-	Datum		already;
-
-	/* Stripe sends UTF-8; the payload column is in the database's encoding */
-	payload_text = pg_any_to_server(payload, (int) len, PG_UTF8);
-	if (payload_text == payload)
-		payload_text = pnstrdup(payload, len);	/* unconverted bytes lack a NUL */
-
-	if (sp_apply_is_payment_event(ev))
-	{
-		SpApplyResult applied = sp_apply_payment_event(ev, payload_text, endpoint, source);
-
-		if (applied != SP_APPLY_NOT_HANDLED)
-			return applied == SP_APPLY_ALREADY_PROCESSED;
-	}
-
-	facts = palloc(SP_FACTS_BUFSIZE);
-	if (sp_facts_json(ev, facts, SP_FACTS_BUFSIZE) < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("webhook event %s is too large to apply", ev->id)));
-
-	sp_keep_plan(&ingest_plan, "SELECT stripepay._ingest($1::jsonb, $2, $3, $4)", 4, argtypes);
-	values[0] = CStringGetTextDatum(facts);
-	values[1] = CStringGetTextDatum(payload_text);
-	values[2] = endpoint ? CStringGetTextDatum(endpoint) : (Datum) 0;
-	nulls[2] = endpoint ? ' ' : 'n';
-	values[3] = CStringGetTextDatum(source);
-	if (SPI_execute_plan(ingest_plan, values, nulls, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "stripepay: could not record webhook event %s", ev->id);
-
-	already = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	return DatumGetBool(already);
+	if (PG_ARGISNULL(2))
+		return NULL;
+	arg = PG_GETARG_TEXT_PP(2);
+	if (sp_endpoint_name_valid(VARDATA_ANY(arg), VARSIZE_ANY_EXHDR(arg)))
+		return text_to_cstring(arg);
+	name = text_to_cstring(arg);
+	sp_one_line(shown, sizeof(shown), name, SP_ENDPOINT_NAME_MAX);
+	ereport(ERROR,
+			(errcode(ERRCODE_SP_INVALID_ENDPOINT),
+			 errmsg("invalid webhook endpoint name \"%s\"", shown),
+			 errdetail("An endpoint name has 1 to %d letters, digits, '_', '-' or '.'.",
+					   SP_ENDPOINT_NAME_MAX)));
+	return NULL;				/* not reached */
 }
 
 /*
@@ -296,16 +172,18 @@ static Datum
 sp_ingest(FunctionCallInfo fcinfo, const char *payload, size_t len)
 {
 	char	   *signature = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
-	char	   *endpoint = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
-	char	  **secrets;
+	char	   *endpoint = sp_endpoint_arg(fcinfo);
+	SpCall		call;
+	SpSecret   *secrets;
+	const char **keys;
 	int			nsecrets;
-	char	   *key_mode;
+	int			i;
 	SpSigHeader header;
 	SpSigResult sig;
 	int			matched;
 	SpEvent    *ev;
 	SpEventResult decoded;
-	bool		seen;
+	SpApply		ap;
 	bool		already;
 	TupleDesc	tupdesc;
 	Datum		result[3];
@@ -313,32 +191,39 @@ sp_ingest(FunctionCallInfo fcinfo, const char *payload, size_t len)
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
+	if (len > SP_WEBHOOK_MAX_BODY)
+		ereport(ERROR,
+				(errcode(ERRCODE_SP_PAYLOAD_TOO_LARGE),
+				 errmsg("webhook payload is larger than %d MB", SP_WEBHOOK_MAX_BODY / (1024 * 1024)),
+				 errdetail("Stripe's events are a few kilobytes.")));
 
 	memset(&header, 0, sizeof(header));
 	sig = sp_sig_parse(signature, signature ? strlen(signature) : 0, &header);
 	sp_raise_signature_error(sig, &header, endpoint);
 
-	/*
-	 * Decoded before it is verified, so that the secrets and whether the
-	 * event is known take one look-up; nothing is believed, and no decoding
-	 * error is raised, before the signature has matched.
-	 */
-	ev = palloc(sizeof(SpEvent));
-	decoded = sp_event_decode(payload, len, ev);
-
-	SPI_connect();
-	nsecrets = sp_load_secrets(endpoint, decoded == SP_EVENT_OK ? ev->id : NULL,
-							   &secrets, &key_mode, &seen);
-	sig = sp_sig_verify(&header, payload, len, (const char *const *) secrets, nsecrets,
-						sp_unix_now(), sp_webhook_tolerance, &matched);
+	sp_call_begin(&call, fcinfo);
+	nsecrets = sp_settings_webhook_secrets(endpoint, &secrets);
+	keys = palloc(sizeof(char *) * (nsecrets > 0 ? nsecrets : 1));
+	for (i = 0; i < nsecrets; i++)
+		keys[i] = secrets[i].secret;
+	sig = sp_sig_verify(&header, payload, len, keys, nsecrets, sp_unix_now(), sp_webhook_tolerance,
+						&matched);
 	sp_raise_signature_error(sig, &header, endpoint);
 
-	/* authentic from here on */
+	/* authentic from here on: only now is the payload read */
+	ev = palloc(sizeof(SpEvent));
+	decoded = sp_event_decode(payload, len, ev);
 	if (decoded != SP_EVENT_OK)
 		sp_raise_event_error(decoded, ev);
-	sp_check_livemode(ev, key_mode);
-	already = seen || sp_record_and_apply(ev, payload, len, endpoint, "webhook");
-	SPI_finish();
+	sp_check_livemode(ev, sp_key_mode(call.settings.secret_key));
+
+	ap.run_as = call.run_as;
+	ap.source = "webhook";
+	ap.endpoint = endpoint;
+	ap.api_key = call.settings.secret_key;
+	ap.key_mode = sp_key_mode(call.settings.secret_key);
+	already = sp_engine_ingest(&ap, ev, payload, len);
+	sp_call_end(&call);
 
 	result[0] = CStringGetTextDatum(ev->id);
 	result[1] = CStringGetTextDatum(ev->type);
@@ -380,68 +265,4 @@ stripepay_ingest_webhook_bytea(PG_FUNCTION_ARGS)
 				 errmsg("webhook payload must not be null")));
 	payload = PG_GETARG_BYTEA_PP(0);
 	return sp_ingest(fcinfo, VARDATA_ANY(payload), VARSIZE_ANY_EXHDR(payload));
-}
-
-/*
- * add_webhook_secret(secret, endpoint, expires_at)
- *
- * Adds a signing secret, or sets the expiry of one already known: rotate by
- * adding the new secret, then giving the old one an expiry.  Errors hide the
- * statement from the log, since it holds the secret.
- */
-Datum
-stripepay_add_webhook_secret(PG_FUNCTION_ARGS)
-{
-	char	   *secret;
-	char	   *endpoint;
-	const char *p;
-	Oid			argtypes[3] = {TEXTOID, TEXTOID, TIMESTAMPTZOID};
-	Datum		values[3];
-	char		nulls[4] = {' ', ' ', ' ', '\0'};
-	Datum		result;
-
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("secret must not be null")));
-	secret = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	endpoint = PG_ARGISNULL(1) ? "default" : text_to_cstring(PG_GETARG_TEXT_PP(1));
-
-	if (strncmp(secret, "whsec_", 6) != 0 || strlen(secret) < 6 + 16 || strlen(secret) > 255 ||
-		strspn(secret + 6, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-")
-		!= strlen(secret + 6))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid webhook signing secret"),
-				 errdetail("A signing secret starts with whsec_, as the Stripe dashboard shows it."),
-				 errhidestmt(true)));
-	for (p = endpoint; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-			  *p == '_' || *p == '-' || *p == '.'))
-			break;
-	if (*p != '\0' || p == endpoint || p - endpoint > 64)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid endpoint name \"%.64s\"", endpoint),
-				 errdetail("An endpoint name has 1 to 64 letters, digits, '_', '-' or '.'."),
-				 errhidestmt(true)));
-
-	values[0] = CStringGetTextDatum(secret);
-	values[1] = CStringGetTextDatum(endpoint);
-	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
-	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
-
-	SPI_connect();
-	sp_exec("INSERT INTO stripepay.webhook_secret (secret, endpoint, expires_at)"
-			" VALUES ($1, $2, $3)"
-			" ON CONFLICT (endpoint, secret) DO UPDATE SET expires_at = EXCLUDED.expires_at"
-			" RETURNING id",
-			3, argtypes, values, nulls, SPI_OK_INSERT_RETURNING);
-	values[0] = DirectFunctionCall1(int8in, CStringGetDatum(sp_result_text(0, 1)));
-	argtypes[0] = INT8OID;
-	sp_exec("SELECT * FROM stripepay.webhook_secrets WHERE id = $1",
-			1, argtypes, values, NULL, SPI_OK_SELECT);
-	result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
-	SPI_finish();
-	PG_RETURN_DATUM(result);
 }

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * sp_webhook.h
- *		One path for every event that reaches the database, whether Stripe
- *		delivered it (a signed webhook) or it was fetched from Stripe's API.
+ *		What the webhook ingest shares with sync_events and refresh_payment,
+ *		which apply events and objects fetched from Stripe.
  *
  *-------------------------------------------------------------------------
  */
@@ -11,15 +11,16 @@
 
 #include "postgres.h"
 
-#include "sp_event.h"
+#include "pure/sp_event.h"
+#include "sp_compat.h"
 
-/*
- * Decodes, records and applies one authentic event once; true when it was
- * already processed.  Caller is connected to SPI.  source is "webhook" or
- * "sync"; key_mode is "live", "test", or NULL to skip the livemode check.
- * *ev_out is the decoded event (its id and type).
- */
-extern bool sp_ingest_event(const char *payload, size_t len, const char *endpoint,
-							const char *source, const char *key_mode, SpEvent **ev_out);
+/* the relay's largest --max-body: Stripe's events are a few kilobytes */
+#define SP_WEBHOOK_MAX_BODY (64 * 1024 * 1024)
+
+/* ERROR (SP027, SP028) for a payload the decoder refused. */
+pg_noreturn extern void sp_raise_event_error(SpEventResult rc, const SpEvent *ev);
+
+/* ERROR (SP029) for an event of the other mode than key_mode's (NULL: none). */
+extern void sp_check_livemode(const SpEvent *ev, const char *key_mode);
 
 #endif							/* SP_WEBHOOK_H */

@@ -12,6 +12,7 @@
 #include "fmgr.h"
 #include "utils/guc.h"
 
+#include "sp_settings.h"
 #include "stripepay.h"
 
 #ifdef PG_MODULE_MAGIC_EXT
@@ -176,7 +177,31 @@ _PG_init(void)
 							 0,
 							 NULL, NULL, NULL);
 
+	/*
+	 * Superuser-only: a path to a file the server reads, as ssl_key_file
+	 * is, so that no statement ever carries the key.  Per database with
+	 * ALTER DATABASE ... SET.
+	 */
+	DefineCustomStringVariable("stripepay.secret_key_file",
+							   "File holding the Stripe secret key; overrides configure(secret_key).",
+							   "Owned by the server's user with no group or other access (0600), or by root (0640).",
+							   &sp_secret_key_file,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("stripepay.webhook_secrets_file",
+							   "File holding webhook signing secrets, one a line: [endpoint] whsec_...",
+							   "Read beside those add_webhook_secret() stored; same permissions as stripepay.secret_key_file.",
+							   &sp_webhook_secrets_file,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("stripepay");
+	sp_settings_init();
 
 	/* once per process, before any handle exists */
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)

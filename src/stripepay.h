@@ -10,6 +10,8 @@
 
 #include "postgres.h"
 
+#include "sp_compat.h"
+
 /* The Stripe API version every request pins with Stripe-Version. */
 #define SP_DEFAULT_API_VERSION "2026-10-28.endive"
 #define SP_DEFAULT_API_BASE "https://api.stripe.com"
@@ -35,6 +37,7 @@ extern bool sp_notify_worker;
 #define ERRCODE_SP_API_ERROR			MAKE_SQLSTATE('S','P','0','0','5')
 #define ERRCODE_SP_IDEMPOTENCY			MAKE_SQLSTATE('S','P','0','0','6')
 #define ERRCODE_SP_NETWORK				MAKE_SQLSTATE('S','P','0','0','7')
+#define ERRCODE_SP_VERSION_MISMATCH		MAKE_SQLSTATE('S','P','0','0','9')
 #define ERRCODE_SP_NOT_CONFIGURED		MAKE_SQLSTATE('S','P','0','1','0')
 #define ERRCODE_SP_ALREADY_PAID			MAKE_SQLSTATE('S','P','0','1','1')
 #define ERRCODE_SP_NO_SUCH_PAYMENT		MAKE_SQLSTATE('S','P','0','1','2')
@@ -45,6 +48,9 @@ extern bool sp_notify_worker;
 #define ERRCODE_SP_NOT_RESUMABLE		MAKE_SQLSTATE('S','P','0','1','7')
 #define ERRCODE_SP_NOT_AT_STRIPE		MAKE_SQLSTATE('S','P','0','1','8')
 #define ERRCODE_SP_TOO_MANY_ENDPOINTS	MAKE_SQLSTATE('S','P','0','3','0')
+#define ERRCODE_SP_WINDOW_TOO_SHORT		MAKE_SQLSTATE('S','P','0','3','1')
+#define ERRCODE_SP_INVALID_FLOW_ROLE	MAKE_SQLSTATE('S','P','0','3','2')
+#define ERRCODE_SP_KEY_FROM_FILE		MAKE_SQLSTATE('S','P','0','3','3')
 
 /* webhooks: each way an incoming event can be refused */
 #define ERRCODE_SP_NO_SIGNATURE			MAKE_SQLSTATE('S','P','0','2','0')
@@ -57,5 +63,7 @@ extern bool sp_notify_worker;
 #define ERRCODE_SP_PAYLOAD_NOT_JSON		MAKE_SQLSTATE('S','P','0','2','7')
 #define ERRCODE_SP_NOT_AN_EVENT			MAKE_SQLSTATE('S','P','0','2','8')
 #define ERRCODE_SP_LIVEMODE_MISMATCH	MAKE_SQLSTATE('S','P','0','2','9')
+#define ERRCODE_SP_INVALID_ENDPOINT		MAKE_SQLSTATE('S','P','0','2','A')
+#define ERRCODE_SP_PAYLOAD_TOO_LARGE	MAKE_SQLSTATE('S','P','0','2','B')
 
 #endif							/* STRIPEPAY_H */

@@ -9,7 +9,7 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "../sp_hex.h"
+#include "../pure/sp_hex.h"
 #include "relay_map.h"
 
 #include <ctype.h>

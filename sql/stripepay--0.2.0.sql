@@ -1,0 +1,630 @@
+/* stripepay 0.2.0: Stripe payments inside PostgreSQL */
+\echo Use "CREATE EXTENSION stripepay" to load this file. \quit
+
+/*
+ * This script declares; the behaviour lives in the C library.  Every
+ * function is C.  They are SECURITY INVOKER, so that Postgres checks
+ * EXECUTE against the caller and stripepay knows exactly who called; each
+ * then takes its owner's rights for its own statements (sp_call.c) and runs
+ * users' triggers as the flow role or the calling role, never as the owner.
+ * The tables are the owner's alone: no role but the extension's owner may
+ * write them, and the grants below are all the reading there is.
+ */
+
+/* Cluster-wide roles and lz4, done in C: the script holds no procedural code. */
+CREATE FUNCTION @extschema@._install() RETURNS void
+AS 'MODULE_PATHNAME', 'stripepay_install' LANGUAGE C;
+
+/*
+ * Settings: at most one row, created by the first configure().  No row is
+ * inserted here, because pg_restore re-runs this script before it restores the
+ * dumped row, and a default row would collide with it.
+ *
+ * The secret key lives in this table rather than in a GUC: GUC values leak
+ * through reload log lines, rejected-value messages and pg_db_role_setting.
+ * Only the extension owner (a superuser) can read the table.
+ */
+CREATE TABLE @extschema@.settings (
+	singleton		boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+	secret_key		text,
+	publishable_key text,
+	brand_name		text,
+	brand_logo		text,
+	brand_slogan	text,
+	success_url		text,
+	cancel_url		text,
+	payment_flow	text NOT NULL DEFAULT 'checkout'
+		CHECK (payment_flow IN ('checkout', 'payment_intent')),
+	updated_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	flow_role		regrole,
+	event_retention interval NOT NULL DEFAULT '90 days'
+);
+
+CREATE TABLE @extschema@.recurring_payment (
+	id				bigserial PRIMARY KEY,
+	order_id		bigint NOT NULL,
+	price_id		text NOT NULL,
+	status			text NOT NULL DEFAULT 'INCOMPLETE'
+		CHECK (status IN ('INCOMPLETE', 'INCOMPLETE_EXPIRED', 'TRIALING', 'ACTIVE',
+						  'PAST_DUE', 'CANCELED', 'UNPAID', 'PAUSED')),
+	checkout_session_id text UNIQUE,
+	checkout_url	text,
+	expires_at		timestamptz,	/* of the Checkout Session */
+	subscription_id text UNIQUE,
+	customer_id		text,
+	current_period_start timestamptz,
+	current_period_end timestamptz,
+	cancel_at_period_end boolean NOT NULL DEFAULT false,
+	canceled_at		timestamptz,
+	livemode		boolean,
+	event_created	timestamptz,	/* of the newest event applied */
+	created_by		name NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	/* what the newest event applied changed from: its previous_attributes */
+	changed_from_status text,
+	changed_from_cancel_at_period_end boolean,
+	cancel_at		timestamptz
+);
+CREATE INDEX ON @extschema@.recurring_payment (order_id);
+
+/*
+ * One row per attempt to be paid: a one-time payment (stripe_pay) or a
+ * subscription renewal.  Refunds never change status; they add up in
+ * amount_refunded.
+ */
+CREATE TABLE @extschema@.payment_record (
+	id				bigserial PRIMARY KEY,
+	order_id		bigint NOT NULL,
+	kind			text NOT NULL DEFAULT 'ONE_TIME'
+		CHECK (kind IN ('ONE_TIME', 'RENEWAL')),
+	recurring_payment_id bigint REFERENCES @extschema@.recurring_payment (id),
+	status			text NOT NULL DEFAULT 'PENDING'
+		CHECK (status IN ('PENDING', 'SUCCESSFUL', 'FAILED', 'CANCELED')),
+	currency		text NOT NULL CHECK (currency ~ '^[a-z]{3}$'),
+	amount			bigint NOT NULL CHECK (amount > 0),
+	amount_refunded bigint NOT NULL DEFAULT 0
+		CHECK (amount_refunded >= 0 AND amount_refunded <= amount),
+	flow			text NOT NULL
+		CHECK (flow IN ('checkout', 'payment_intent', 'invoice')),
+	checkout_session_id text UNIQUE,
+	checkout_url	text,
+	expires_at		timestamptz,
+	payment_intent_id text UNIQUE,
+	client_secret	text,
+	invoice_id		text UNIQUE,
+	charge_id		text,
+	livemode		boolean,
+	failure_code	text,
+	failure_message text,
+	event_created	timestamptz,	/* of the newest event applied */
+	created_by		name NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at		timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX ON @extschema@.payment_record (order_id);
+CREATE INDEX ON @extschema@.payment_record (charge_id);
+CREATE INDEX ON @extschema@.payment_record (recurring_payment_id);
+
+CREATE TABLE @extschema@.refund (
+	id				bigserial PRIMARY KEY,
+	payment_id		bigint NOT NULL REFERENCES @extschema@.payment_record (id),
+	order_id		bigint NOT NULL,
+	currency		text NOT NULL CHECK (currency ~ '^[a-z]{3}$'),
+	amount			bigint NOT NULL CHECK (amount > 0),
+	status			text NOT NULL DEFAULT 'PENDING'
+		CHECK (status IN ('PENDING', 'SUCCEEDED', 'FAILED', 'CANCELED')),
+	stripe_refund_id text UNIQUE,
+	reason			text,
+	failure_reason	text,
+	event_created	timestamptz,	/* of the newest event applied */
+	/*
+	 * The Idempotency-Key of the stripe_refund() call that made this refund
+	 * and then rolled back, while no retry of that call has claimed it.
+	 */
+	unclaimed_key	text,
+	created_by		name NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at		timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX ON @extschema@.refund (payment_id);
+
+/* Every Stripe event received, keyed by Stripe's event id: the dedup log. */
+CREATE TABLE @extschema@.webhook_event (
+	id				text PRIMARY KEY,
+	type			text NOT NULL,
+	api_version		text,
+	livemode		boolean NOT NULL,
+	created			timestamptz NOT NULL,
+	object_id		text,
+	endpoint		text,
+	source			text NOT NULL DEFAULT 'webhook'
+		CHECK (source IN ('webhook', 'sync')),
+	order_id		bigint,
+	payment_id		bigint,
+	refund_id		bigint,
+	recurring_payment_id bigint,
+	payload			jsonb NOT NULL,
+	received_at		timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX ON @extschema@.webhook_event (type, created);
+
+/*
+ * Events that name a payment by a Stripe id no payment has yet: a refund
+ * whose payment's own events have not come (or which the database learns
+ * only from them), the InvoicePayment of a renewal whose invoice.paid has
+ * not come.  They are applied, from their payload in webhook_event, when a
+ * payment learns the id they wait for.
+ */
+CREATE TABLE @extschema@.waiting_event (
+	stripe_id		text NOT NULL,	/* pi_..., ch_..., in_... */
+	event_id		text NOT NULL,	/* in webhook_event */
+	waiting_since	timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	PRIMARY KEY (stripe_id, event_id)
+);
+CREATE INDEX ON @extschema@.waiting_event (event_id);
+
+/*
+ * The actionflows.  Each is a table that stripepay appends a row to when its
+ * flow fires, inside the ingest's transaction, as the flow role: attach your
+ * logic with CREATE TRIGGER ... AFTER INSERT ON stripepay.payment_flow ...
+ * A failing trigger rolls the whole event back, and Stripe delivers it again.
+ */
+CREATE TABLE @extschema@.payment_flow (
+	id				bigserial PRIMARY KEY,
+	event_id		text NOT NULL,
+	event_type		text NOT NULL,
+	order_id		bigint NOT NULL,
+	payment_id		bigint NOT NULL,
+	payment_status	text NOT NULL,
+	already_processed boolean NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	amount			bigint,
+	currency		text
+);
+
+CREATE TABLE @extschema@.refund_flow (
+	id				bigserial PRIMARY KEY,
+	event_id		text NOT NULL,
+	event_type		text NOT NULL,
+	order_id		bigint NOT NULL,
+	payment_id		bigint NOT NULL,
+	refund_id		bigint NOT NULL,
+	refund_status	text NOT NULL,
+	amount			bigint NOT NULL,
+	already_processed boolean NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	currency		text
+);
+
+CREATE TABLE @extschema@.subscription_flow (
+	id				bigserial PRIMARY KEY,
+	event_id		text NOT NULL,
+	event_type		text NOT NULL,
+	order_id		bigint NOT NULL,
+	recurring_payment_id bigint NOT NULL,
+	status			text NOT NULL,
+	previous_status text,
+	cancel_at_period_end boolean NOT NULL,
+	already_processed boolean NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	cancel_at		timestamptz
+);
+
+/*
+ * A renewal charge.  order_id starts as the subscription's order; a BEFORE
+ * INSERT trigger may create the renewal's own order and set NEW.order_id,
+ * which then becomes the new payment record's order.
+ */
+CREATE TABLE @extschema@.deduction_flow (
+	id				bigserial PRIMARY KEY,
+	event_id		text NOT NULL,
+	event_type		text NOT NULL,
+	recurring_payment_id bigint NOT NULL,
+	subscription_order_id bigint NOT NULL,
+	payment_id		bigint NOT NULL,
+	order_id		bigint NOT NULL,
+	invoice_id		text NOT NULL,
+	currency		text NOT NULL,
+	amount			bigint NOT NULL,
+	already_processed boolean NOT NULL,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+/*
+ * Notifications go out on commit only, from the notifier worker that drains
+ * this outbox (sp_notify.c); stripepay.notify = off skips them.  Unlogged:
+ * like NOTIFY itself, nothing here outlives a crash.
+ */
+CREATE UNLOGGED TABLE @extschema@.notify_outbox (
+	id				bigserial PRIMARY KEY,	/* the order they are sent in */
+	channel			text NOT NULL,
+	payload			text NOT NULL
+);
+
+/*
+ * Signing secrets, several per endpoint while one is rotated out.  Readable
+ * by the extension owner only, like the API key.
+ */
+CREATE TABLE @extschema@.webhook_secret (
+	id				bigserial PRIMARY KEY,
+	endpoint		text NOT NULL DEFAULT 'default' CHECK (endpoint ~ '^[A-Za-z0-9_.-]{1,64}$'),
+	secret			text NOT NULL,
+	expires_at		timestamptz,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	UNIQUE (endpoint, secret)
+);
+
+/* The webhook endpoints setup_webhooks() made in the Stripe account. */
+CREATE TABLE @extschema@.webhook_endpoint (
+	name			text PRIMARY KEY,
+	stripe_id		text NOT NULL UNIQUE,
+	url				text NOT NULL,
+	enabled_events	text[] NOT NULL,
+	api_version		text NOT NULL,
+	livemode		boolean,
+	created_at		timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+/* pg_dump keeps the rows (and sequence positions) of these member objects. */
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.settings', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.recurring_payment', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.recurring_payment_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.payment_record', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.payment_record_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.refund', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.refund_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.webhook_event', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.waiting_event', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.webhook_secret', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.webhook_secret_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.payment_flow', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.payment_flow_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.refund_flow', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.refund_flow_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.subscription_flow', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.subscription_flow_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.deduction_flow', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.deduction_flow_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.webhook_endpoint', '');
+
+/* ---------------------------------------------------------------- functions */
+
+CREATE FUNCTION @extschema@.mask_key(key text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'stripepay_mask_key'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+/*
+ * The settings cache of every backend (sp_settings.c) is dropped when a
+ * transaction that changed these tables commits.
+ */
+CREATE FUNCTION @extschema@._settings_changed()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'stripepay_settings_changed'
+LANGUAGE C;
+CREATE TRIGGER settings_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+	ON @extschema@.settings FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._settings_changed();
+CREATE TRIGGER webhook_secret_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+	ON @extschema@.webhook_secret FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._settings_changed();
+
+CREATE FUNCTION @extschema@._config(
+	OUT secret_key text, OUT publishable_key text, OUT mode text, OUT brand_name text,
+	OUT brand_logo text, OUT brand_slogan text, OUT success_url text, OUT cancel_url text,
+	OUT payment_flow text, OUT updated_at timestamptz, OUT flow_role text,
+	OUT event_retention interval, OUT secret_key_file text, OUT webhook_secrets_file text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'stripepay_config'
+LANGUAGE C STABLE
+SET search_path = pg_catalog, pg_temp;
+
+/* What an admin may see of the settings: everything but the secret itself. */
+CREATE VIEW @extschema@.config AS
+SELECT * FROM @extschema@._config();
+
+CREATE FUNCTION @extschema@.configure(
+	secret_key text DEFAULT NULL,
+	publishable_key text DEFAULT NULL,
+	brand_name text DEFAULT NULL,
+	brand_logo text DEFAULT NULL,
+	brand_slogan text DEFAULT NULL,
+	success_url text DEFAULT NULL,
+	cancel_url text DEFAULT NULL,
+	payment_flow text DEFAULT NULL,
+	flow_role text DEFAULT NULL,
+	event_retention interval DEFAULT NULL)
+RETURNS @extschema@.config
+AS 'MODULE_PATHNAME', 'stripepay_configure'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE VIEW @extschema@.webhook_secrets AS
+SELECT id, endpoint, @extschema@.mask_key(secret) AS secret, expires_at,
+	   expires_at IS NULL OR expires_at > pg_catalog.now() AS live, created_at
+FROM @extschema@.webhook_secret;
+
+CREATE FUNCTION @extschema@.add_webhook_secret(
+	secret text,
+	endpoint text DEFAULT 'default',
+	expires_at timestamptz DEFAULT NULL)
+RETURNS @extschema@.webhook_secrets
+AS 'MODULE_PATHNAME', 'stripepay_add_webhook_secret'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION @extschema@.stripe_pay(order_id bigint, currency text, amount numeric)
+RETURNS @extschema@.payment_record
+AS 'MODULE_PATHNAME', 'stripepay_stripe_pay'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION @extschema@.stripe_refund(payment_id bigint, refund_amount numeric)
+RETURNS @extschema@.refund
+AS 'MODULE_PATHNAME', 'stripepay_stripe_refund'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION @extschema@.stripe_subscribe(order_id bigint, price_id text)
+RETURNS @extschema@.recurring_payment
+AS 'MODULE_PATHNAME', 'stripepay_stripe_subscribe'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION @extschema@.stripe_cancel_subscription(recurring_payment_id bigint,
+													   at_period_end boolean DEFAULT false)
+RETURNS @extschema@.recurring_payment
+AS 'MODULE_PATHNAME', 'stripepay_stripe_cancel_subscription'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION @extschema@.stripe_resume_subscription(recurring_payment_id bigint)
+RETURNS @extschema@.recurring_payment
+AS 'MODULE_PATHNAME', 'stripepay_stripe_resume_subscription'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION @extschema@.stripe_ingest_webhook(payload text, signature text, endpoint text DEFAULT NULL,
+	OUT event_id text, OUT event_type text, OUT already_processed boolean)
+RETURNS record
+AS 'MODULE_PATHNAME', 'stripepay_ingest_webhook_text'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION @extschema@.stripe_ingest_webhook(payload bytea, signature text, endpoint text DEFAULT NULL,
+	OUT event_id text, OUT event_type text, OUT already_processed boolean)
+RETURNS record
+AS 'MODULE_PATHNAME', 'stripepay_ingest_webhook_bytea'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION @extschema@.setup_webhooks(base_url text,
+	OUT endpoint text, OUT stripe_id text, OUT url text, OUT created boolean)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'stripepay_setup_webhooks'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION @extschema@.remove_webhooks()
+RETURNS integer
+AS 'MODULE_PATHNAME', 'stripepay_remove_webhooks'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION @extschema@.sync_events(since timestamptz DEFAULT NULL,
+	OUT synced_from timestamptz, OUT fetched integer, OUT applied integer, OUT already_had integer)
+RETURNS record
+AS 'MODULE_PATHNAME', 'stripepay_sync_events'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION @extschema@.refresh_payment(payment_id bigint)
+RETURNS @extschema@.payment_record
+AS 'MODULE_PATHNAME', 'stripepay_refresh_payment'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+/*
+ * A procedure, so that it commits after each batch; without SET clauses,
+ * which would forbid that: it sets its search_path itself.
+ */
+CREATE PROCEDURE @extschema@.prune_events(older_than interval DEFAULT NULL,
+	INOUT deleted bigint DEFAULT NULL, INOUT kept bigint DEFAULT NULL,
+	INOUT pruned_before timestamptz DEFAULT NULL, INOUT batches integer DEFAULT NULL)
+AS 'MODULE_PATHNAME', 'stripepay_prune_events'
+LANGUAGE C;
+
+/* The never-regress rule (sp_rules.c), for the regression tests' truth table. */
+CREATE FUNCTION @extschema@._advances(kind text, cur_status text, cur_at timestamptz,
+									  new_status text, new_at timestamptz)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'stripepay_advances'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+/* A notification through the notifier's path, for its tests. */
+CREATE FUNCTION @extschema@._notify(channel text, payload text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'stripepay_notify'
+LANGUAGE C VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp;
+
+/* ---------------------------------------------------------------- privileges */
+
+/*
+ * Nothing is open to PUBLIC but mask_key: the admin hands stripepay_user to
+ * application roles and stripepay_admin to the people who manage money.
+ */
+REVOKE ALL ON ALL TABLES IN SCHEMA @extschema@ FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA @extschema@ FROM PUBLIC;
+REVOKE ALL ON ALL ROUTINES IN SCHEMA @extschema@ FROM PUBLIC;
+
+SELECT @extschema@._install();
+DROP FUNCTION @extschema@._install();
+
+GRANT USAGE ON SCHEMA @extschema@ TO stripepay_admin, stripepay_user, stripepay_webhook;
+
+GRANT EXECUTE ON FUNCTION @extschema@.mask_key(text) TO PUBLIC;
+GRANT SELECT ON @extschema@.config TO stripepay_admin;
+GRANT EXECUTE ON FUNCTION @extschema@._config() TO stripepay_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.configure(text, text, text, text, text, text, text, text,
+												text, interval)
+	TO stripepay_admin;
+
+GRANT EXECUTE ON FUNCTION @extschema@.stripe_pay(bigint, text, numeric)
+	TO stripepay_user, stripepay_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.stripe_subscribe(bigint, text),
+	@extschema@.stripe_cancel_subscription(bigint, boolean),
+	@extschema@.stripe_resume_subscription(bigint)
+	TO stripepay_user, stripepay_admin;
+/* refunds are closed by default: admins only */
+GRANT EXECUTE ON FUNCTION @extschema@.stripe_refund(bigint, numeric) TO stripepay_admin;
+GRANT SELECT ON @extschema@.payment_record, @extschema@.refund,
+	@extschema@.recurring_payment
+	TO stripepay_user, stripepay_admin;
+GRANT SELECT ON @extschema@.webhook_event, @extschema@.waiting_event TO stripepay_admin;
+
+GRANT SELECT ON @extschema@.webhook_secrets, @extschema@.webhook_endpoint TO stripepay_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.setup_webhooks(text), @extschema@.remove_webhooks()
+	TO stripepay_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.add_webhook_secret(text, text, timestamptz) TO stripepay_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.sync_events(timestamptz) TO stripepay_admin;
+GRANT EXECUTE ON PROCEDURE @extschema@.prune_events(interval, bigint, bigint, timestamptz, integer)
+	TO stripepay_admin;
+/* the role that paid may ask about its own payments; admins about any */
+GRANT EXECUTE ON FUNCTION @extschema@.refresh_payment(bigint) TO stripepay_user, stripepay_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.stripe_ingest_webhook(text, text, text),
+	@extschema@.stripe_ingest_webhook(bytea, text, text)
+	TO stripepay_webhook, stripepay_admin;
+/*
+ * The actionflows: admins and applications may read them.  Triggers on them
+ * are the owner's to attach, as on every table here: they run as the flow
+ * role, and a role that may attach them could run code as that role.
+ */
+GRANT SELECT ON @extschema@.payment_flow, @extschema@.refund_flow,
+	@extschema@.subscription_flow, @extschema@.deduction_flow TO stripepay_admin, stripepay_user;
+
+
+/* ---------------------------------------------------------------- the catalog's documentation */
+
+COMMENT ON FUNCTION @extschema@.stripe_pay(bigint, text, numeric) IS
+'Takes a payment for an order: records a PENDING payment_record and creates its Stripe Checkout Session (or PaymentIntent); returns the row with checkout_url (or client_secret). amount is in the currency''s smallest unit. A double click returns the open payment; a paid order is refused (SP011).';
+COMMENT ON FUNCTION @extschema@.stripe_refund(bigint, numeric) IS
+'Refunds part or all of a SUCCESSFUL payment, never more than is left (SP014), never twice; returns the PENDING refund row, which Stripe''s webhook confirms. stripepay_admin only.';
+COMMENT ON FUNCTION @extschema@.stripe_subscribe(bigint, text) IS
+'Starts a subscription to a recurring Stripe Price through Checkout; returns the INCOMPLETE recurring_payment row with checkout_url.';
+COMMENT ON FUNCTION @extschema@.stripe_cancel_subscription(bigint, boolean) IS
+'Cancels a subscription now, or at the end of its current period (at_period_end => true: Stripe''s cancel_at = min_period_end). Only the role that subscribed, or an admin.';
+COMMENT ON FUNCTION @extschema@.stripe_resume_subscription(bigint) IS
+'Undoes a scheduled cancellation, at the period''s end or at a date. Only the role that subscribed, or an admin.';
+COMMENT ON FUNCTION @extschema@.stripe_ingest_webhook(text, text, text) IS
+'Verifies a Stripe webhook delivery (the body as text, in a UTF8 database), records it once in webhook_event and applies it; returns (event_id, event_type, already_processed). Nothing is parsed before the signature holds.';
+COMMENT ON FUNCTION @extschema@.stripe_ingest_webhook(bytea, text, text) IS
+'Verifies a Stripe webhook delivery (the body byte for byte), records it once in webhook_event and applies it; returns (event_id, event_type, already_processed). Nothing is parsed before the signature holds.';
+COMMENT ON FUNCTION @extschema@.configure(text, text, text, text, text, text, text, text, text, interval) IS
+'Sets stripepay''s settings: keys, brand, redirect URLs, payment flow, the flow role user triggers run as, the event retention. Only what is passed changes; '''' clears. Its statement is kept out of the server log''s messages.';
+COMMENT ON FUNCTION @extschema@.add_webhook_secret(text, text, timestamptz) IS
+'Stores a webhook signing secret (whsec_...) for an endpoint, or sets the expiry of one stored: several may be live while one is rotated out. Its statement is kept out of the server log''s messages.';
+COMMENT ON FUNCTION @extschema@.setup_webhooks(text) IS
+'Makes the four webhook endpoints (payment, refund, subscription, deduction) at base_url/stripe/<name> in the Stripe account and stores their secrets. Idempotent.';
+COMMENT ON FUNCTION @extschema@.remove_webhooks() IS
+'Deletes stripepay''s webhook endpoints from the Stripe account; their secrets stay live an hour. Returns how many were deleted.';
+COMMENT ON FUNCTION @extschema@.sync_events(timestamptz) IS
+'Fetches from Stripe the events created since a time (default: the newest held) and applies those not held yet, oldest first, as webhooks would be. One transaction.';
+COMMENT ON FUNCTION @extschema@.refresh_payment(bigint) IS
+'Reads a payment''s Checkout Session and PaymentIntent from Stripe and applies the outcome found, as its webhook would.';
+COMMENT ON PROCEDURE @extschema@.prune_events(interval, bigint, bigint, timestamptz, integer) IS
+'Deletes webhook_event rows older than a window (default: the event_retention setting, 90 days; at least 30 days and the webhook tolerance), in batches each committed on its own; keeps waiting events and the events each row''s state came from. CALL it outside a transaction block.';
+COMMENT ON FUNCTION @extschema@.mask_key(text) IS
+'A key as sk_test_…1234: enough to tell keys apart, never enough to use one.';
+COMMENT ON FUNCTION @extschema@._config() IS
+'The rows of the config view. Internal.';
+COMMENT ON FUNCTION @extschema@._settings_changed() IS
+'Trigger: drops every backend''s cached settings and secrets when a transaction that changed them commits. Internal.';
+COMMENT ON FUNCTION @extschema@._advances(text, text, timestamptz, text, timestamptz) IS
+'The never-regress rule: whether an event bringing new_status at new_at may replace cur_status of cur_at. Internal, for tests.';
+COMMENT ON FUNCTION @extschema@._notify(text, text) IS
+'Queues a notification through the notifier worker. Internal, for tests.';
+
+COMMENT ON TABLE @extschema@.settings IS
+'The settings row, secret key included: superusers only. Admins read stripepay.config.';
+COMMENT ON VIEW @extschema@.config IS
+'The settings, with the secret key masked and its mode; the flow role; the event retention; the key files in use.';
+COMMENT ON VIEW @extschema@.webhook_secrets IS
+'The webhook signing secrets, masked, with whether each is live.';
+COMMENT ON TABLE @extschema@.webhook_secret IS
+'The webhook signing secrets themselves: superusers only.';
+COMMENT ON TABLE @extschema@.webhook_endpoint IS
+'The endpoints setup_webhooks() made in the Stripe account.';
+COMMENT ON TABLE @extschema@.notify_outbox IS
+'Notifications queued for the notifier worker, sent after commit. Unlogged.';
+COMMENT ON TABLE @extschema@.waiting_event IS
+'Events that name a payment by a Stripe id no payment has yet; applied when one learns it, for at most 30 days.';
+
+COMMENT ON TABLE @extschema@.payment_record IS
+'One row per attempt to be paid: a one-time payment (stripe_pay) or a subscription''s renewal.';
+COMMENT ON COLUMN @extschema@.payment_record.order_id IS 'Your order.';
+COMMENT ON COLUMN @extschema@.payment_record.kind IS 'ONE_TIME, or RENEWAL for a subscription''s renewal charge.';
+COMMENT ON COLUMN @extschema@.payment_record.recurring_payment_id IS 'The subscription a renewal belongs to.';
+COMMENT ON COLUMN @extschema@.payment_record.status IS 'PENDING, SUCCESSFUL, FAILED or CANCELED; refunds do not change it.';
+COMMENT ON COLUMN @extschema@.payment_record.currency IS 'Lower-case ISO 4217 code.';
+COMMENT ON COLUMN @extschema@.payment_record.amount IS 'In the currency''s smallest unit (1999 is 19.99 USD).';
+COMMENT ON COLUMN @extschema@.payment_record.amount_refunded IS 'The refunds that are PENDING or SUCCEEDED, added up.';
+COMMENT ON COLUMN @extschema@.payment_record.flow IS 'checkout, payment_intent or invoice.';
+COMMENT ON COLUMN @extschema@.payment_record.checkout_url IS 'Where to send the buyer (Checkout).';
+COMMENT ON COLUMN @extschema@.payment_record.client_secret IS 'For Stripe Elements or a mobile SDK (payment_intent flow).';
+COMMENT ON COLUMN @extschema@.payment_record.failure_code IS 'Why the payment failed: Stripe''s decline or error code.';
+COMMENT ON COLUMN @extschema@.payment_record.event_created IS 'created of the newest Stripe event applied: the never-regress rule.';
+COMMENT ON COLUMN @extschema@.payment_record.created_by IS 'The role that called stripe_pay, or stripe for a payment learnt from Stripe.';
+
+COMMENT ON TABLE @extschema@.refund IS
+'One row per refund, made by stripe_refund or in the Stripe dashboard.';
+COMMENT ON COLUMN @extschema@.refund.payment_id IS 'The payment refunded.';
+COMMENT ON COLUMN @extschema@.refund.amount IS 'In the currency''s smallest unit.';
+COMMENT ON COLUMN @extschema@.refund.status IS 'PENDING, SUCCEEDED, FAILED or CANCELED.';
+COMMENT ON COLUMN @extschema@.refund.unclaimed_key IS 'The key of a stripe_refund call that rolled back after Stripe made this refund, until its retry claims it.';
+COMMENT ON COLUMN @extschema@.refund.created_by IS 'The role that called stripe_refund, or stripe for a refund made elsewhere.';
+
+COMMENT ON TABLE @extschema@.recurring_payment IS
+'One row per subscription, following Stripe''s webhooks.';
+COMMENT ON COLUMN @extschema@.recurring_payment.status IS 'Stripe''s status, upper-cased: INCOMPLETE, INCOMPLETE_EXPIRED, TRIALING, ACTIVE, PAST_DUE, CANCELED, UNPAID, PAUSED.';
+COMMENT ON COLUMN @extschema@.recurring_payment.cancel_at_period_end IS 'Stripe''s flag: the subscription cancels when its current period ends.';
+COMMENT ON COLUMN @extschema@.recurring_payment.cancel_at IS 'When a scheduled cancellation takes effect (Stripe''s cancel_at), by date or at the period''s end; NULL when none is scheduled.';
+COMMENT ON COLUMN @extschema@.recurring_payment.canceled_at IS 'When it was canceled, or when the cancellation was requested.';
+COMMENT ON COLUMN @extschema@.recurring_payment.changed_from_status IS 'The status the newest event applied changed from (its previous_attributes): orders two changes of one second.';
+COMMENT ON COLUMN @extschema@.recurring_payment.changed_from_cancel_at_period_end IS 'cancel_at_period_end before the newest event applied, when it changed it.';
+COMMENT ON COLUMN @extschema@.recurring_payment.event_created IS 'created of the newest Stripe event applied: the never-regress rule.';
+
+COMMENT ON TABLE @extschema@.webhook_event IS
+'Every Stripe event received or synced, keyed by its id, with its payload; kept until prune_events removes it.';
+COMMENT ON COLUMN @extschema@.webhook_event.id IS 'Stripe''s event id (evt_...).';
+COMMENT ON COLUMN @extschema@.webhook_event.created IS 'When Stripe made the event.';
+COMMENT ON COLUMN @extschema@.webhook_event.object_id IS 'The id of the Stripe object the event is about.';
+COMMENT ON COLUMN @extschema@.webhook_event.endpoint IS 'The endpoint name it was delivered to; NULL for any, or for a sync.';
+COMMENT ON COLUMN @extschema@.webhook_event.source IS 'webhook, or sync for an event sync_events fetched.';
+COMMENT ON COLUMN @extschema@.webhook_event.order_id IS 'The order the event concerns, when known.';
+COMMENT ON COLUMN @extschema@.webhook_event.payment_id IS 'The payment_record the event concerns, when known.';
+COMMENT ON COLUMN @extschema@.webhook_event.refund_id IS 'The refund the event concerns, when known.';
+COMMENT ON COLUMN @extschema@.webhook_event.recurring_payment_id IS 'The subscription the event concerns, when known.';
+COMMENT ON COLUMN @extschema@.webhook_event.payload IS 'The event as Stripe sent it.';
+
+COMMENT ON TABLE @extschema@.payment_flow IS
+'The payment actionflow: a row for each event that brings a payment SUCCESSFUL, FAILED or CANCELED. Attach your AFTER INSERT trigger here; it runs as the flow role.';
+COMMENT ON COLUMN @extschema@.payment_flow.payment_status IS 'The payment''s status after the event.';
+COMMENT ON COLUMN @extschema@.payment_flow.already_processed IS 'True when the outcome was known already: act only when false.';
+COMMENT ON COLUMN @extschema@.payment_flow.amount IS 'What Stripe says the payment is for, in the smallest unit: check it against your order.';
+COMMENT ON COLUMN @extschema@.payment_flow.currency IS 'The currency of amount.';
+COMMENT ON TABLE @extschema@.refund_flow IS
+'The refund actionflow: a row for each event that brings a refund SUCCEEDED, FAILED or CANCELED. Runs as the flow role.';
+COMMENT ON COLUMN @extschema@.refund_flow.refund_status IS 'The refund''s status after the event.';
+COMMENT ON COLUMN @extschema@.refund_flow.amount IS 'The refund''s amount, in the smallest unit.';
+COMMENT ON COLUMN @extschema@.refund_flow.currency IS 'The currency of amount.';
+COMMENT ON COLUMN @extschema@.refund_flow.already_processed IS 'True when the outcome was known already: act only when false.';
+COMMENT ON TABLE @extschema@.subscription_flow IS
+'The subscription actionflow: a row for each event (or cancel, resume) that brings a subscription''s status. Runs as the flow role.';
+COMMENT ON COLUMN @extschema@.subscription_flow.previous_status IS 'The status before the event.';
+COMMENT ON COLUMN @extschema@.subscription_flow.cancel_at IS 'When the subscription will end, if a cancellation is scheduled; NULL otherwise.';
+COMMENT ON COLUMN @extschema@.subscription_flow.already_processed IS 'True when nothing changed (status, cancel_at_period_end, cancel_at): act only when false.';
+COMMENT ON TABLE @extschema@.deduction_flow IS
+'The deduction actionflow: a row for each renewal Stripe charged. A BEFORE INSERT trigger may set order_id to the renewal''s own order. Runs as the flow role.';
+COMMENT ON COLUMN @extschema@.deduction_flow.subscription_order_id IS 'The subscription''s order.';
+COMMENT ON COLUMN @extschema@.deduction_flow.order_id IS 'The renewal''s order: the subscription''s, unless your BEFORE INSERT trigger sets another; it becomes the renewal payment''s order.';
+COMMENT ON COLUMN @extschema@.deduction_flow.amount IS 'What the invoice charged, in the smallest unit.';
