@@ -40,21 +40,27 @@ def setup():
     psql(f"CREATE DATABASE {DB}", db="postgres")
     q("CREATE EXTENSION stripepay")
     q(f"SELECT 1 FROM stripepay.configure(secret_key => '{KEY}', success_url => 'https://shop.example/ok')")
-    q("DROP ROLE IF EXISTS regress_sp_e2e_relay; CREATE ROLE regress_sp_e2e_relay LOGIN IN ROLE stripepay_webhook")
+    # the relay's role can ingest and nothing else; the triggers run as the
+    # flow role, which has what they need (the README's set-up)
+    q("DROP ROLE IF EXISTS regress_sp_e2e_relay; CREATE ROLE regress_sp_e2e_relay LOGIN IN ROLE stripepay_webhook;"
+      "DROP ROLE IF EXISTS regress_sp_e2e_shop; CREATE ROLE regress_sp_e2e_shop")
     q("""CREATE TABLE orders (id bigint PRIMARY KEY, status text NOT NULL DEFAULT 'new', refunded bigint NOT NULL DEFAULT 0,
                              parent bigint);
          CREATE SEQUENCE renewal_orders START 500000;
-         CREATE FUNCTION paid() RETURNS trigger LANGUAGE plpgsql SET search_path = public AS $$
+         CREATE FUNCTION paid() RETURNS trigger LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
          BEGIN IF NOT NEW.already_processed THEN UPDATE orders SET status = lower(NEW.payment_status) WHERE id = NEW.order_id; END IF; RETURN NEW; END $$;
          CREATE TRIGGER paid AFTER INSERT ON stripepay.payment_flow FOR EACH ROW EXECUTE FUNCTION paid();
-         CREATE FUNCTION refunded() RETURNS trigger LANGUAGE plpgsql SET search_path = public AS $$
+         CREATE FUNCTION refunded() RETURNS trigger LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
          BEGIN IF NOT NEW.already_processed AND NEW.refund_status = 'SUCCEEDED' THEN
            UPDATE orders SET refunded = refunded + NEW.amount WHERE id = NEW.order_id; END IF; RETURN NEW; END $$;
          CREATE TRIGGER refunded AFTER INSERT ON stripepay.refund_flow FOR EACH ROW EXECUTE FUNCTION refunded();
-         CREATE FUNCTION renewal() RETURNS trigger LANGUAGE plpgsql SET search_path = public AS $$
+         CREATE FUNCTION renewal() RETURNS trigger LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
          BEGIN INSERT INTO orders (id, status, parent) VALUES (nextval('renewal_orders'), 'paid', NEW.subscription_order_id)
            RETURNING id INTO NEW.order_id; RETURN NEW; END $$;
-         CREATE TRIGGER renewal BEFORE INSERT ON stripepay.deduction_flow FOR EACH ROW EXECUTE FUNCTION renewal();""")
+         CREATE TRIGGER renewal BEFORE INSERT ON stripepay.deduction_flow FOR EACH ROW EXECUTE FUNCTION renewal();
+         GRANT SELECT, INSERT, UPDATE ON orders TO regress_sp_e2e_shop;
+         GRANT USAGE ON SEQUENCE renewal_orders TO regress_sp_e2e_shop;""")
+    q("SELECT 1 FROM stripepay.configure(flow_role => 'regress_sp_e2e_shop')")
     port = free_port()
     env = dict(os.environ, PGDATABASE=DB, PGUSER="regress_sp_e2e_relay")
     state["log"] = open(os.path.join(os.environ["SP_TMP"], "e2e-relay.log"), "w")
@@ -75,9 +81,9 @@ def teardown():
     if "relay" in state:
         state["relay"].terminate()
         state["relay"].wait(20)
-    q("DROP OWNED BY regress_sp_e2e_relay")
+    q("DROP OWNED BY regress_sp_e2e_relay, regress_sp_e2e_shop")
     psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)", db="postgres")
-    psql("DROP ROLE IF EXISTS regress_sp_e2e_relay", db="postgres")
+    psql("DROP ROLE IF EXISTS regress_sp_e2e_relay, regress_sp_e2e_shop", db="postgres")
 
 
 def flush():

@@ -346,15 +346,19 @@ def test_two_subscription_changes_in_one_second_end_in_stripes_state():
     check_eq([(e["data"]["object"]["status"], e["created"] - evs[0]["created"],
                e["data"].get("previous_attributes", {}).get("status")) for e in evs],
              [("active", 0, None), ("past_due", 0, "active")], "the emulator's pair")
-    before = q(f"SELECT status, event_created, event_changed_from FROM stripepay.recurring_payment WHERE id = {rp}")[0]
+    before = q(f"SELECT status, event_created, changed_from_status, changed_from_cancel_at_period_end"
+               f"  FROM stripepay.recurring_payment WHERE id = {rp}")[0]
     check_eq(before[0], "ACTIVE", "status before the failed renewal")
     ids = ", ".join(f"'{e['id']}'" for e in evs)
-    changed_from = "NULL" if before[2] == "" else "'" + before[2] + "'::jsonb"
+
+    def sql_or_null(v):
+        return "NULL" if v == "" else "'" + v + "'"
     for order in (evs, evs[::-1]):
         q(f"DELETE FROM stripepay.subscription_flow WHERE event_id IN ({ids});"
           f"DELETE FROM stripepay.webhook_event WHERE id IN ({ids});"
           f"UPDATE stripepay.recurring_payment SET status = '{before[0]}', event_created = '{before[1]}',"
-          f"  event_changed_from = {changed_from} WHERE id = {rp}")
+          f"  changed_from_status = {sql_or_null(before[2])},"
+          f"  changed_from_cancel_at_period_end = {sql_or_null(before[3])} WHERE id = {rp}")
         for e in order:
             body = event_bytes(e)
             ingest(body, sign(body), db=DB)

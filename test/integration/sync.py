@@ -28,7 +28,7 @@ def setup():
     q("""
 CREATE TABLE orders (id bigint PRIMARY KEY, status text NOT NULL DEFAULT 'new');
 CREATE TABLE acted (order_id bigint, status text, event_id text);
-CREATE FUNCTION mark_order() RETURNS trigger LANGUAGE plpgsql SET search_path = public AS $$
+CREATE FUNCTION mark_order() RETURNS trigger LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
 BEGIN
   IF NOT NEW.already_processed THEN
     UPDATE orders SET status = lower(NEW.payment_status) WHERE id = NEW.order_id;
@@ -41,11 +41,17 @@ CREATE TRIGGER mark_order AFTER INSERT ON stripepay.payment_flow FOR EACH ROW EX
     q("DROP ROLE IF EXISTS regress_sp_sync_app; CREATE ROLE regress_sp_sync_app LOGIN IN ROLE stripepay_user;"
       "DROP ROLE IF EXISTS regress_sp_sync_other; CREATE ROLE regress_sp_sync_other LOGIN IN ROLE stripepay_user;"
       "DROP ROLE IF EXISTS regress_sp_sync_boss; CREATE ROLE regress_sp_sync_boss LOGIN IN ROLE stripepay_admin")
+    # the README's flow role: the triggers run as it, with the rights they need
+    q("DROP ROLE IF EXISTS regress_sp_sync_flow; CREATE ROLE regress_sp_sync_flow;"
+      "GRANT SELECT, UPDATE ON orders TO regress_sp_sync_flow;"
+      "GRANT INSERT ON acted TO regress_sp_sync_flow;"
+      "SELECT 1 FROM stripepay.configure(flow_role => 'regress_sp_sync_flow')")
 
 
 def teardown():
     psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)", db="postgres")
-    psql("DROP ROLE IF EXISTS regress_sp_sync_app, regress_sp_sync_other, regress_sp_sync_boss", db="postgres")
+    psql("DROP ROLE IF EXISTS regress_sp_sync_app, regress_sp_sync_other, regress_sp_sync_boss,"
+         " regress_sp_sync_flow", db="postgres")
 
 
 _order = [1000]

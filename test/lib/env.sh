@@ -4,10 +4,12 @@
 
 SP_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SP_PG_VERSION=${SP_PG_VERSION:-15}
+# what building, installing and the extension's suites need
 SP_DEBIAN_PACKAGES="postgresql-$SP_PG_VERSION postgresql-server-dev-$SP_PG_VERSION
-	build-essential pkg-config libcurl4-openssl-dev libssl-dev libjson-c-dev
-	libmicrohttpd-dev libpq-dev python3 ca-certificates procps valgrind
-	clang libclang-rt-14-dev clang-tidy cppcheck wrk"
+	build-essential pkg-config libcurl4-openssl-dev libssl-dev
+	libmicrohttpd-dev libpq-dev python3 ca-certificates procps"
+# what the checks beside them need: sanitizers, fuzzing, analysis, load
+SP_CHECK_PACKAGES="valgrind clang libclang-rt-dev clang-tidy cppcheck wrk libjson-c-dev"
 
 sp_log() { printf '==> %s\n' "$*" >&2; }
 sp_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
