@@ -117,13 +117,14 @@ record_event(const SpApply *ap, const SpEvent *ev, const char *payload, size_t l
 {
 	Datum		values[13];
 	bool		nulls[13];
-	char	   *text;
+	char	   *converted;
+	text	   *payload_text;
 	SpRows		rows;
 
 	/* Stripe sends UTF-8; the payload column is in the database's encoding */
-	text = pg_any_to_server(payload, (int) len, PG_UTF8);
-	if (text == payload)
-		text = pnstrdup(payload, len);	/* unconverted bytes lack a NUL */
+	converted = pg_any_to_server(payload, (int) len, PG_UTF8);
+	payload_text = converted == payload ? cstring_to_text_with_len(payload, (int) len)
+		: cstring_to_text(converted);
 
 	memset(nulls, false, sizeof(nulls));
 	values[0] = CStringGetTextDatum(ev->id);
@@ -134,14 +135,14 @@ record_event(const SpApply *ap, const SpEvent *ev, const char *payload, size_t l
 	values[5] = sp_text_or_null(ev->object_id, &nulls[5]);
 	values[6] = sp_text_or_null(ap->endpoint, &nulls[6]);
 	values[7] = CStringGetTextDatum(ap->source);
-	values[8] = CStringGetTextDatum(text);
+	values[8] = PointerGetDatum(payload_text);
 	values[9] = Int64GetDatum(links->order_id);
 	nulls[9] = !links->has_order;
 	values[10] = id_or_null(links->payment_id, &nulls[10]);
 	values[11] = id_or_null(links->refund_id, &nulls[11]);
 	values[12] = id_or_null(links->recurring_payment_id, &nulls[12]);
 	sp_stmt_run(&record_stmt, values, nulls, ap->run_as, 0, &rows);
-	pfree(text);
+	pfree(payload_text);
 	return rows.processed == 1;
 }
 
