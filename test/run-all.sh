@@ -14,11 +14,11 @@ set -uo pipefail
 . "$(dirname "$0")/lib/env.sh"
 
 # The extension's own suites: what runs on every major.
-SP_MAJOR_SUITES="pg_regress pg_regress-emulator integration webhooks money sync security relay e2e"
+SP_MAJOR_SUITES="pg_regress pg_regress-emulator integration webhooks money sync security relay e2e upgrade"
 # The rest run on the machine's own major only: tools, fuzzing, the node
 # cross-check, memory and valgrind, releases, packaging, the other majors.
 SP_ALL_SUITES="unit node-signatures static-analysis fuzz emulator contract $SP_MAJOR_SUITES
-	upgrade dump-restore valgrind-backend memory secrets-in-log package pg17 pg18"
+	dump-restore valgrind-backend memory secrets-in-log package pg17 pg18"
 
 if [ "${1:-}" = --list ]; then
 	echo $SP_ALL_SUITES

@@ -60,7 +60,7 @@ def fresh_database(db, key=TEST_KEY, webhook_secret=None, **settings):
     """Drops and creates db with the extension, configured with key and
     settings (success_url defaults to https://shop.example/ok), and
     webhook_secret, when given, as the default endpoint's signing secret."""
-    psql(f"DROP DATABASE IF EXISTS {db}", db="postgres")
+    psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)", db="postgres")
     psql(f"CREATE DATABASE {db}", db="postgres")
     settings = {"secret_key": key, "success_url": "https://shop.example/ok", **settings}
     args = ", ".join(f"{k} => '{v}'" for k, v in settings.items())
