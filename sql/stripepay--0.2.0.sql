@@ -308,6 +308,41 @@ CREATE TRIGGER settings_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
 CREATE TRIGGER webhook_secret_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
 	ON @extschema@.webhook_secret FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._settings_changed();
 
+/*
+ * The users' triggers on these tables, which pg_dump leaves out of a dump
+ * (it dumps no definition of an extension's table): recorded as rows, which
+ * it keeps, and made again from them when pg_restore loads them
+ * (sp_user_triggers.c).
+ */
+CREATE TABLE @extschema@.user_trigger (
+	table_name		name NOT NULL,
+	trigger_name	name NOT NULL,
+	definition		text NOT NULL,
+	enabled			text NOT NULL CHECK (enabled IN ('O', 'D', 'R', 'A')),
+	recorded_at		timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	PRIMARY KEY (table_name, trigger_name)
+);
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.user_trigger', '');
+
+CREATE FUNCTION @extschema@._user_triggers_changed()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'stripepay_user_triggers_changed'
+LANGUAGE C
+SET search_path = pg_catalog, pg_temp;
+CREATE EVENT TRIGGER stripepay_user_triggers ON ddl_command_end
+	WHEN TAG IN ('CREATE TRIGGER', 'ALTER TRIGGER', 'DROP TRIGGER', 'ALTER TABLE')
+	EXECUTE FUNCTION @extschema@._user_triggers_changed();
+CREATE EVENT TRIGGER stripepay_user_triggers_dropped ON sql_drop
+	EXECUTE FUNCTION @extschema@._user_triggers_changed();
+
+CREATE FUNCTION @extschema@._user_trigger_restore()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'stripepay_user_trigger_restore'
+LANGUAGE C
+SET search_path = pg_catalog, pg_temp;
+CREATE TRIGGER user_trigger_restore AFTER INSERT ON @extschema@.user_trigger
+	FOR EACH ROW EXECUTE FUNCTION @extschema@._user_trigger_restore();
+
 CREATE FUNCTION @extschema@._config(
 	OUT secret_key text, OUT publishable_key text, OUT mode text, OUT brand_name text,
 	OUT brand_logo text, OUT brand_slogan text, OUT success_url text, OUT cancel_url text,
@@ -482,7 +517,8 @@ GRANT SELECT ON @extschema@.payment_record, @extschema@.refund,
 	TO stripepay_user, stripepay_admin;
 GRANT SELECT ON @extschema@.webhook_event, @extschema@.waiting_event TO stripepay_admin;
 
-GRANT SELECT ON @extschema@.webhook_secrets, @extschema@.webhook_endpoint TO stripepay_admin;
+GRANT SELECT ON @extschema@.webhook_secrets, @extschema@.webhook_endpoint,
+	@extschema@.user_trigger TO stripepay_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.setup_webhooks(text), @extschema@.remove_webhooks()
 	TO stripepay_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.add_webhook_secret(text, text, timestamptz) TO stripepay_admin;
@@ -558,6 +594,19 @@ COMMENT ON TABLE @extschema@.notify_outbox IS
 'Notifications queued for the notifier worker, sent after commit. Unlogged.';
 COMMENT ON TABLE @extschema@.waiting_event IS
 'Events that name a payment by a Stripe id no payment has yet; applied when one learns it, for at most 30 days.';
+
+COMMENT ON TABLE @extschema@.user_trigger IS
+'The triggers users made on stripepay''s tables, recorded after each DDL: pg_dump leaves those triggers out of a dump but keeps these rows, and pg_restore makes the triggers again from them.';
+COMMENT ON COLUMN @extschema@.user_trigger.definition IS 'The trigger''s CREATE TRIGGER, as pg_get_triggerdef gives it.';
+COMMENT ON COLUMN @extschema@.user_trigger.enabled IS 'pg_trigger.tgenabled: O (enabled), D (disabled), R (replica), A (always).';
+COMMENT ON FUNCTION @extschema@._user_triggers_changed() IS
+'Event trigger: records the users'' triggers on stripepay''s tables in user_trigger after DDL that may change them. Internal.';
+COMMENT ON FUNCTION @extschema@._user_trigger_restore() IS
+'Trigger: makes a trigger that a row of user_trigger names when its table lacks it, as pg_restore loads the rows. Internal.';
+COMMENT ON EVENT TRIGGER stripepay_user_triggers IS
+'Keeps stripepay.user_trigger equal to the users'' triggers on stripepay''s tables.';
+COMMENT ON EVENT TRIGGER stripepay_user_triggers_dropped IS
+'Keeps stripepay.user_trigger equal to the users'' triggers on stripepay''s tables, after drops.';
 
 COMMENT ON TABLE @extschema@.payment_record IS
 'One row per attempt to be paid: a one-time payment (stripe_pay) or a subscription''s renewal.';

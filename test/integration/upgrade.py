@@ -68,7 +68,9 @@ UNION ALL
 	  FROM pg_constraint k JOIN rels c ON c.oid = k.conrelid
 UNION ALL
 	SELECT format('trigger %s enabled=%s', pg_get_triggerdef(t.oid), t.tgenabled)
-	  FROM pg_trigger t JOIN rels c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal
+	  FROM pg_trigger t JOIN rels c ON c.oid = t.tgrelid
+	 WHERE NOT t.tgisinternal	/* the extension's own, not the shop's */
+	   AND t.tgfoid IN (SELECT objid FROM members WHERE classid = 'pg_proc'::regclass)
 UNION ALL
 	SELECT format('view %s %s', c.relname, pg_get_viewdef(c.oid))
 	  FROM rels c WHERE c.relkind = 'v'
@@ -83,6 +85,11 @@ UNION ALL
 UNION ALL
 	SELECT format('type %s type=%s', t.typname, t.typtype)
 	  FROM pg_type t, ext WHERE t.typnamespace = ext.extnamespace
+UNION ALL
+	SELECT format('event trigger %s on %s tags %s enabled=%s function %s', t.evtname, t.evtevent,
+				  t.evttags, t.evtenabled, t.evtfoid::regprocedure)
+	  FROM pg_event_trigger t JOIN members m
+		ON m.classid = 'pg_event_trigger'::regclass AND m.objid = t.oid
 UNION ALL
 	SELECT format('policy %s %s', c.relname, p.polname)
 	  FROM pg_policy p JOIN rels c ON c.oid = p.polrelid
@@ -177,6 +184,9 @@ SELECT id, 100, 'evt_up_1', 'checkout.session.completed', 'SUCCESSFUL', false FR
 INSERT INTO stripepay.refund_flow (refund_id, payment_id, order_id, event_id, event_type,
 	refund_status, amount, already_processed)
 SELECT r.id, r.payment_id, 100, 'evt_up_2', 'refund.updated', 'SUCCEEDED', 500, false FROM stripepay.refund r;
+CREATE FUNCTION public.shop_paid() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END';
+CREATE TRIGGER shop_paid AFTER INSERT ON stripepay.payment_flow
+	FOR EACH ROW WHEN (NOT NEW.already_processed) EXECUTE FUNCTION public.shop_paid();
 """, db=db)
 
 
@@ -268,6 +278,11 @@ def test_settings_survive_and_new_ones_default():
     check_eq(row, ["test", "https://shop.example/ok", "", "90 days", "t"], "config")
 
 
+def test_triggers_made_before_are_recorded():
+    check_eq(psql("SELECT table_name, trigger_name, enabled FROM stripepay.user_trigger", db=UPDATED),
+             [["payment_flow", "shop_paid", "O"]], "stripepay.user_trigger after the update")
+
+
 # --- the updated database works ------------------------------------------------
 
 def test_signed_event_applies_after_update():
@@ -343,6 +358,7 @@ if __name__ == "__main__":
         test_changed_from_moves_into_columns,
         test_flow_rows_gain_amount_and_currency,
         test_settings_survive_and_new_ones_default,
+        test_triggers_made_before_are_recorded,
         test_signed_event_applies_after_update,
         test_pay_sync_and_refund_after_update,
         test_prune_is_there_after_update,
