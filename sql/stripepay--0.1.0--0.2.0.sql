@@ -34,7 +34,8 @@ ALTER TABLE @extschema@.settings
 ALTER TABLE @extschema@.recurring_payment
 	ADD COLUMN changed_from_status text,
 	ADD COLUMN changed_from_cancel_at_period_end boolean,
-	ADD COLUMN cancel_at timestamptz;
+	ADD COLUMN cancel_at timestamptz,
+	ADD COLUMN changed_from_cancel_at timestamptz;
 UPDATE @extschema@.recurring_payment SET
 	changed_from_status = pg_catalog.upper(event_changed_from OPERATOR(pg_catalog.->>) 'status'),
 	changed_from_cancel_at_period_end =
@@ -302,6 +303,7 @@ COMMENT ON COLUMN @extschema@.recurring_payment.cancel_at IS 'When a scheduled c
 COMMENT ON COLUMN @extschema@.recurring_payment.canceled_at IS 'When it was canceled, or when the cancellation was requested.';
 COMMENT ON COLUMN @extschema@.recurring_payment.changed_from_status IS 'The status the newest event applied changed from (its previous_attributes): orders two changes of one second.';
 COMMENT ON COLUMN @extschema@.recurring_payment.changed_from_cancel_at_period_end IS 'cancel_at_period_end before the newest event applied, when it changed it.';
+COMMENT ON COLUMN @extschema@.recurring_payment.changed_from_cancel_at IS 'cancel_at before the newest event applied, when it changed it; -infinity when none was scheduled.';
 COMMENT ON COLUMN @extschema@.recurring_payment.event_created IS 'created of the newest Stripe event applied: the never-regress rule.';
 
 COMMENT ON TABLE @extschema@.webhook_event IS

@@ -64,7 +64,8 @@ CREATE TABLE @extschema@.recurring_payment (
 	/* what the newest event applied changed from: its previous_attributes */
 	changed_from_status text,
 	changed_from_cancel_at_period_end boolean,
-	cancel_at		timestamptz
+	cancel_at		timestamptz,
+	changed_from_cancel_at timestamptz	/* -infinity: from none */
 );
 CREATE INDEX ON @extschema@.recurring_payment (order_id);
 
@@ -640,6 +641,7 @@ COMMENT ON COLUMN @extschema@.recurring_payment.cancel_at IS 'When a scheduled c
 COMMENT ON COLUMN @extschema@.recurring_payment.canceled_at IS 'When it was canceled, or when the cancellation was requested.';
 COMMENT ON COLUMN @extschema@.recurring_payment.changed_from_status IS 'The status the newest event applied changed from (its previous_attributes): orders two changes of one second.';
 COMMENT ON COLUMN @extschema@.recurring_payment.changed_from_cancel_at_period_end IS 'cancel_at_period_end before the newest event applied, when it changed it.';
+COMMENT ON COLUMN @extschema@.recurring_payment.changed_from_cancel_at IS 'cancel_at before the newest event applied, when it changed it; -infinity when none was scheduled.';
 COMMENT ON COLUMN @extschema@.recurring_payment.event_created IS 'created of the newest Stripe event applied: the never-regress rule.';
 
 COMMENT ON TABLE @extschema@.webhook_event IS

@@ -25,7 +25,7 @@
 
 #define SUB_COLUMNS \
 	"id, order_id, status, event_created, cancel_at_period_end, changed_from_status," \
-	" changed_from_cancel_at_period_end, cancel_at, current_period_end"
+	" changed_from_cancel_at_period_end, cancel_at, current_period_end, changed_from_cancel_at"
 
 static SpStmt by_subscription = {
 	.sql = "SELECT " SUB_COLUMNS " FROM stripepay.recurring_payment"
@@ -66,14 +66,15 @@ static SpStmt update_sub = {
 	"   current_period_start = CASE WHEN $2 AND $10 IS NOT NULL THEN $10 ELSE current_period_start END,"
 	"   current_period_end = CASE WHEN $2 AND $11 IS NOT NULL THEN $11 ELSE current_period_end END,"
 	"   cancel_at_period_end = CASE WHEN $2 AND $12 IS NOT NULL THEN $12 ELSE cancel_at_period_end END,"
-	"   canceled_at = CASE WHEN $2 AND $13 IS NOT NULL THEN $13 ELSE canceled_at END,"
+	"   canceled_at = CASE WHEN $2 AND ($13 IS NOT NULL OR $14) THEN $13 ELSE canceled_at END,"
 	"   cancel_at = CASE WHEN $2 AND $14 THEN $15 ELSE cancel_at END,"
+	"   changed_from_cancel_at = CASE WHEN $2 THEN $17 ELSE changed_from_cancel_at END,"
 	"   livemode = coalesce(livemode, $16),"
 	"   updated_at = pg_catalog.now()"
 	" WHERE id = $1"
 	" RETURNING status, cancel_at_period_end, cancel_at",
-	.nargs = 16, .argtypes = {INT8OID, BOOLOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, BOOLOID, TEXTOID, TEXTOID, TEXTOID,
-	TIMESTAMPTZOID, TIMESTAMPTZOID, BOOLOID, TIMESTAMPTZOID, BOOLOID, TIMESTAMPTZOID, BOOLOID}
+	.nargs = 17, .argtypes = {INT8OID, BOOLOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, BOOLOID, TEXTOID, TEXTOID, TEXTOID,
+	TIMESTAMPTZOID, TIMESTAMPTZOID, BOOLOID, TIMESTAMPTZOID, BOOLOID, TIMESTAMPTZOID, BOOLOID, TIMESTAMPTZOID}
 };
 static SpStmt api_change = {
 	.sql = "UPDATE stripepay.recurring_payment SET"
@@ -82,8 +83,10 @@ static SpStmt api_change = {
 	"   changed_from_cancel_at_period_end = CASE WHEN coalesce($4, cancel_at_period_end)"
 	"       <> cancel_at_period_end THEN cancel_at_period_end END,"
 	"   cancel_at_period_end = coalesce($4, cancel_at_period_end),"
-	"   canceled_at = coalesce($5, canceled_at),"
+	"   canceled_at = CASE WHEN $6 THEN $5 ELSE coalesce($5, canceled_at) END,"
 	"   cancel_at = CASE WHEN $6 THEN $7 ELSE cancel_at END,"
+	"   changed_from_cancel_at = CASE WHEN $6 AND $7 IS DISTINCT FROM cancel_at"
+	"       THEN coalesce(cancel_at, '-infinity') END,"
 	"   updated_at = pg_catalog.now()"
 	" WHERE id = $1"
 	" RETURNING status, cancel_at_period_end, cancel_at",
@@ -113,6 +116,8 @@ typedef struct SubRow
 	TimestampTz cancel_at;
 	bool		has_period_end;
 	TimestampTz period_end;
+	bool		has_changed_from_cancel_at;
+	TimestampTz changed_from_cancel_at; /* DT_NOBEGIN: from none */
 } SubRow;
 
 static bool
@@ -141,7 +146,32 @@ lock_sub(SpStmt *stmt, const Datum *values, const bool *nulls, SubRow *row)
 	d = sp_rows_get(&rows, 0, 9, &isnull);
 	row->has_period_end = !isnull;
 	row->period_end = isnull ? 0 : DatumGetTimestampTz(d);
+	d = sp_rows_get(&rows, 0, 10, &isnull);
+	row->has_changed_from_cancel_at = !isnull;
+	row->changed_from_cancel_at = isnull ? 0 : DatumGetTimestampTz(d);
 	return true;
+}
+
+/* A cancel_at as the rules take it: DT_NOBEGIN and NULL are "none". */
+static SpCancelAt
+cancel_at_of(bool has, TimestampTz at)
+{
+	SpCancelAt	c = {false, 0};
+
+	if (has && at != DT_NOBEGIN)
+	{
+		c.scheduled = true;
+		c.at = (long long) timestamptz_to_time_t(at);
+	}
+	return c;
+}
+
+static SpCancelAt
+event_cancel_at(bool set, long long at)
+{
+	SpCancelAt	c = {set, set ? at : 0};
+
+	return c;
 }
 
 static bool
@@ -256,8 +286,8 @@ sp_engine_apply_subscription(const SpApply *ap, const SpEvent *ev, SpLinks *link
 	TimestampTz prev_cancel_at;
 	bool		moved;
 	bool		changed;
-	Datum		values[16];
-	bool		nulls[16];
+	Datum		values[17];
+	bool		nulls[17];
 	SpRows		rows;
 	int64		order_id;
 	SpSubscriptionState applied;
@@ -288,12 +318,21 @@ sp_engine_apply_subscription(const SpApply *ap, const SpEvent *ev, SpLinks *link
 		applied.changed_from_status = row.changed_from_status;
 		applied.has_changed_from_cape = row.has_changed_from_cape;
 		applied.changed_from_cape = row.changed_from_cape;
+		applied.cancel_at = cancel_at_of(row.has_cancel_at, row.cancel_at);
+		applied.has_changed_from_cancel_at = row.has_changed_from_cancel_at;
+		applied.changed_from_cancel_at = cancel_at_of(row.has_changed_from_cancel_at,
+													  row.changed_from_cancel_at);
 		incoming.status = target;
 		incoming.has_cape = ev->has_cancel_at_period_end;
 		incoming.cape = ev->cancel_at_period_end;
+		incoming.has_cancel_at = !is_session;
+		incoming.cancel_at = event_cancel_at(ev->has_cancel_at, ev->cancel_at);
 		incoming.previous_status = ev->previous_status;
 		incoming.has_previous_cape = ev->has_previous_cancel_at_period_end;
 		incoming.previous_cape = ev->previous_cancel_at_period_end;
+		incoming.has_previous_cancel_at = ev->has_previous_cancel_at;
+		incoming.previous_cancel_at = event_cancel_at(ev->previous_cancel_at_set,
+													  ev->previous_cancel_at);
 		if (sp_subscription_change_is_older(&applied, &incoming))
 			moved = false;
 	}
@@ -322,6 +361,10 @@ sp_engine_apply_subscription(const SpApply *ap, const SpEvent *ev, SpLinks *link
 	values[14] = TimestampTzGetDatum(time_t_to_timestamptz((pg_time_t) ev->cancel_at));
 	nulls[14] = !ev->has_cancel_at;
 	values[15] = BoolGetDatum(ev->livemode);
+	values[16] = TimestampTzGetDatum(ev->previous_cancel_at_set ?
+									 time_t_to_timestamptz((pg_time_t) ev->previous_cancel_at) :
+									 DT_NOBEGIN);
+	nulls[16] = !ev->has_previous_cancel_at;
 	sp_stmt_run(&update_sub, values, nulls, ap->run_as, 1, &rows);
 	returned(&rows, &row);
 	if (moved && ev->has_period_end)

@@ -162,6 +162,27 @@ sp_event_int(SpEventDecoder *d, int obj, const char *key,
 	*has = true;
 }
 
+/* An integer whose null counts: *has when key is there, *set when not null. */
+static void
+sp_event_nullable_int(SpEventDecoder *d, int obj, const char *key,
+					  const char *path, long long *out, bool *set, bool *has)
+{
+	int			val = sp_jt_member_or_null(d->doc, obj, key);
+
+	if (d->rc != SP_EVENT_OK || val < 0)
+		return;
+	if (!sp_event_is(d, val, SP_JT_NULL))
+	{
+		if (!sp_event_intval(d, val, out))
+		{
+			sp_event_fail(d, SP_EVENT_INVALID_FIELD, path);
+			return;
+		}
+		*set = true;
+	}
+	*has = true;
+}
+
 static void
 sp_event_bool(SpEventDecoder *d, int obj, const char *key,
 			  const char *path, bool *out, bool *has)
@@ -725,6 +746,9 @@ sp_event_read(const SpJtDoc *doc, SpEvent *ev)
 						  "data.previous_attributes.cancel_at_period_end",
 						  &ev->previous_cancel_at_period_end,
 						  &ev->has_previous_cancel_at_period_end);
+			sp_event_nullable_int(&d, previous, "cancel_at", "data.previous_attributes.cancel_at",
+								  &ev->previous_cancel_at, &ev->previous_cancel_at_set,
+								  &ev->has_previous_cancel_at);
 		}
 		else if (strcmp(ev->object_type, "invoice") == 0)
 			sp_event_invoice(&d, o, ev);

@@ -206,6 +206,9 @@ typedef struct SpEvent
 	char		previous_status[SP_EVENT_WORD_SIZE];
 	bool		previous_cancel_at_period_end;
 	bool		has_previous_cancel_at_period_end;
+	bool		has_previous_cancel_at; /* the change moved cancel_at, */
+	bool		previous_cancel_at_set; /* from this (false: from null) */
+	long long	previous_cancel_at;
 	char		price_id[SP_EVENT_ID_SIZE]; /* items.data[0].price.id, older
 											 * items.data[0].plan.id */
 

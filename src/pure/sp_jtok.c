@@ -465,6 +465,14 @@ sp_jt_key_equals(const SpJtDoc *doc, const SpJtToken *t, const char *key, size_t
 int
 sp_jt_member(const SpJtDoc *doc, int obj, const char *key)
 {
+	int			found = sp_jt_member_or_null(doc, obj, key);
+
+	return found >= 0 && doc->tok[found].type == SP_JT_NULL ? -1 : found;
+}
+
+int
+sp_jt_member_or_null(const SpJtDoc *doc, int obj, const char *key)
+{
 	size_t		keylen = strlen(key);
 	uint32_t	i;
 	uint32_t	k;
@@ -479,8 +487,6 @@ sp_jt_member(const SpJtDoc *doc, int obj, const char *key)
 			found = (int) i + 1;
 		i = doc->tok[i + 1].next;
 	}
-	if (found >= 0 && doc->tok[found].type == SP_JT_NULL)
-		return -1;
 	return found;
 }
 

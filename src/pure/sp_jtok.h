@@ -94,6 +94,9 @@ extern int	sp_jt_parse(const char *json, size_t len, int max_depth,
  */
 extern int	sp_jt_member(const SpJtDoc *doc, int obj, const char *key);
 
+/* The same, but a null value is found: where null says something. */
+extern int	sp_jt_member_or_null(const SpJtDoc *doc, int obj, const char *key);
+
 /* Element i of array arr; -1 when arr is not an array or too short. */
 extern int	sp_jt_element(const SpJtDoc *doc, int arr, size_t i);
 

@@ -275,30 +275,43 @@ sp_subscription_target(const SpEvent *ev)
 	return sp_subscription_status_of(ev->status);
 }
 
+static bool
+same_cancel_at(SpCancelAt a, SpCancelAt b)
+{
+	return a.scheduled == b.scheduled && (!a.scheduled || a.at == b.at);
+}
+
 bool
 sp_subscription_change_is_older(const SpSubscriptionState *applied,
 								const SpSubscriptionChange *incoming)
 {
 	const char *from_status;
 	bool		from_cape;
+	SpCancelAt	from_cancel_at;
 	bool		incoming_cape;
+	SpCancelAt	incoming_cancel_at;
 	const char *previous;
 
 	if (incoming->status == NULL ||
-		(applied->changed_from_status == NULL && !applied->has_changed_from_cape))
+		(applied->changed_from_status == NULL && !applied->has_changed_from_cape &&
+		 !applied->has_changed_from_cancel_at))
 		return false;
 
 	/* the state the applied change came from */
 	from_status = applied->changed_from_status ? applied->changed_from_status : applied->status;
 	from_cape = applied->has_changed_from_cape ? applied->changed_from_cape
 		: applied->cancel_at_period_end;
+	from_cancel_at = applied->has_changed_from_cancel_at ? applied->changed_from_cancel_at
+		: applied->cancel_at;
 	incoming_cape = incoming->has_cape ? incoming->cape : applied->cancel_at_period_end;
+	incoming_cancel_at = incoming->has_cancel_at ? incoming->cancel_at : applied->cancel_at;
 
 	/* the incoming one is in that state, and is not the applied one's */
-	if (!is(incoming->status, from_status) || incoming_cape != from_cape)
+	if (!is(incoming->status, from_status) || incoming_cape != from_cape ||
+		!same_cancel_at(incoming_cancel_at, from_cancel_at))
 		return false;
-	if (is(incoming->status, applied->status) && incoming->has_cape &&
-		incoming->cape == applied->cancel_at_period_end)
+	if (is(incoming->status, applied->status) && incoming_cape == applied->cancel_at_period_end &&
+		same_cancel_at(incoming_cancel_at, applied->cancel_at))
 		return false;
 
 	/* and did not change from the applied state: then it is its undoing */
@@ -306,6 +319,9 @@ sp_subscription_change_is_older(const SpSubscriptionState *applied,
 	if (previous != NULL && is(previous, applied->status))
 		return false;
 	if (incoming->has_previous_cape && incoming->previous_cape == applied->cancel_at_period_end)
+		return false;
+	if (incoming->has_previous_cancel_at &&
+		same_cancel_at(incoming->previous_cancel_at, applied->cancel_at))
 		return false;
 	return true;
 }

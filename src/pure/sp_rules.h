@@ -107,13 +107,24 @@ extern const char *sp_subscription_status_of(const char *stripe_status);
 extern const char *sp_subscription_target(const SpEvent *ev);
 
 /* The subscription as the last event applied left it. */
+/* Stripe's cancel_at: when a scheduled cancellation takes effect, if any. */
+typedef struct SpCancelAt
+{
+	bool		scheduled;
+	long long	at;				/* Unix seconds, when scheduled */
+} SpCancelAt;
+
 typedef struct SpSubscriptionState
 {
 	const char *status;
 	bool		cancel_at_period_end;
-	const char *changed_from_status;	/* that event's previous_attributes, */
-	bool		has_changed_from_cape;	/* NULL / false when it changed */
-	bool		changed_from_cape;		/* neither */
+	SpCancelAt	cancel_at;
+	/* what the applied event changed from (its previous_attributes) */
+	const char *changed_from_status;	/* NULL: not the status */
+	bool		has_changed_from_cape;	/* false: not cancel_at_period_end */
+	bool		changed_from_cape;
+	bool		has_changed_from_cancel_at; /* false: not cancel_at */
+	SpCancelAt	changed_from_cancel_at;
 } SpSubscriptionState;
 
 /* An event the never-regress rule would apply, from the same second. */
@@ -122,9 +133,13 @@ typedef struct SpSubscriptionChange
 	const char *status;			/* what it brings */
 	bool		has_cape;
 	bool		cape;
+	bool		has_cancel_at;	/* a Subscription always says it */
+	SpCancelAt	cancel_at;
 	const char *previous_status;	/* its previous_attributes: Stripe's */
 	bool		has_previous_cape;	/* lower-case status, "" when absent */
 	bool		previous_cape;
+	bool		has_previous_cancel_at;
+	SpCancelAt	previous_cancel_at;
 } SpSubscriptionChange;
 
 /*

@@ -333,6 +333,62 @@ def test_renewal_learns_its_payment_intent_from_invoice_payment_in_either_order(
                  f"refunded, {what}")
 
 
+def test_a_cancellation_scheduled_by_date_in_the_dashboard_is_followed():
+    # cancel_at was never read: a cancellation set in the dashboard for a date left the row
+    # showing nothing pending, and stripe_resume_subscription could not undo it.
+    rp, sub, p = subscribed(4020)
+    period_end = int(one(f"SELECT extract(epoch FROM current_period_end)::bigint"
+                         f"  FROM stripepay.recurring_payment WHERE id = {rp}"))
+    date = period_end - 7 * 86400
+    start = len(emulator_events())
+    emulator("POST", f"/_emulator/subscriptions/{sub}/update", {"cancel_at": date})
+    deliver_all(start)
+    check_eq(q(f"SELECT status, cancel_at_period_end, extract(epoch FROM cancel_at)::bigint"
+               f"  FROM stripepay.recurring_payment WHERE id = {rp}"), [["ACTIVE", "f", str(date)]],
+             "the row after the signed update")
+    check_eq(q(f"SELECT event_type, status, extract(epoch FROM cancel_at)::bigint, already_processed"
+               f"  FROM stripepay.subscription_flow WHERE recurring_payment_id = {rp} ORDER BY id DESC LIMIT 1"),
+             [["customer.subscription.updated", "ACTIVE", str(date), "f"]], "the flow says when it ends")
+    # resumed from here: cleared at Stripe and here, and Stripe's webhook of it changes nothing
+    start = len(emulator_events())
+    check_eq(q(f"SELECT cancel_at IS NULL FROM stripepay.stripe_resume_subscription({rp})"), [["t"]], "resumed")
+    check_eq(stripe_object("subscription", sub)["cancel_at"], None, "cancel_at at Stripe")
+    deliver_all(start)
+    check_eq(one(f"SELECT cancel_at IS NULL FROM stripepay.recurring_payment WHERE id = {rp}"), "t",
+             "after Stripe's webhook of the resume")
+    # scheduled again, and the date comes: the subscription ends then
+    start = len(emulator_events())
+    emulator("POST", f"/_emulator/subscriptions/{sub}/update", {"cancel_at": date})
+    emulator("POST", "/_emulator/clock", {"advance": date - int(emulator("GET", "/_emulator/clock")["now"]) + 60})
+    deliver_all(start)
+    check_eq(q(f"SELECT status, extract(epoch FROM cancel_at)::bigint FROM stripepay.recurring_payment"
+               f" WHERE id = {rp}"), [["CANCELED", str(date)]], "ended at its date")
+
+
+def test_a_renewal_learns_its_charge_in_each_shape_stripe_sends():
+    # invoice_payment.paid names the charge only when it has no PaymentIntent: a renewal
+    # paid through a PaymentIntent got no charge_id.  Its latest_charge is read from the
+    # event when expanded, else fetched once.
+    for n, shape in enumerate(("payment_intent", "payment_intent_expanded", "charge")):
+        rp, sub, p = subscribed(4030 + n)
+        emulator("POST", "/_emulator/invoice_payments/config", {"payment": shape})
+        start = len(emulator_events())
+        emulator("POST", f"/_emulator/subscriptions/{sub}/renew", {})
+        events = emulator_events()[start:]
+        inpay = next(e for e in events if e["type"] == "invoice_payment.paid")["data"]["object"]
+        fetched_before = len([r for r in emulator_requests("/v1/payment_intents/") if r["method"] == "GET"])
+        deliver_all(start)
+        fetches = len([r for r in emulator_requests("/v1/payment_intents/") if r["method"] == "GET"]) - fetched_before
+        charge = one(f"SELECT charge_id FROM stripepay.payment_record WHERE recurring_payment_id = {rp}"
+                     f" AND kind = 'RENEWAL'")
+        check(charge and charge.startswith("ch_"), f"{shape}: renewal charge_id {charge!r}")
+        if shape == "charge":
+            check_eq(charge, inpay["payment"]["charge"], f"{shape}: the charge named")
+        check_eq(fetches, 1 if shape == "payment_intent" else 0, f"{shape}: PaymentIntents fetched")
+        check_eq(one(f"SELECT count(*) FROM stripepay.payment_record WHERE recurring_payment_id = {rp}"
+                     f" AND kind = 'RENEWAL' AND status = 'SUCCESSFUL'"), "1", f"{shape}: one renewal payment")
+
+
 def test_two_subscription_changes_in_one_second_end_in_stripes_state():
     # A declined renewal: Stripe moves the subscription to the new period
     # (still active), then to past_due, both stamped with the same second.
@@ -368,10 +424,21 @@ def test_two_subscription_changes_in_one_second_end_in_stripes_state():
 
 def test_cancel_at_period_end_resume_and_cancel_now():
     rp, sub, p = subscribed(4004, role="regress_sp_shop")
-    row = q(f"SET ROLE regress_sp_shop; SELECT status, cancel_at_period_end FROM stripepay.stripe_cancel_subscription({rp}, true)")
-    check_eq(row, [["ACTIVE", "t"]], "cancel at period end")
-    row = q(f"SET ROLE regress_sp_shop; SELECT status, cancel_at_period_end FROM stripepay.stripe_resume_subscription({rp})")
-    check_eq(row, [["ACTIVE", "f"]], "resumed")
+    # the pinned API schedules it with cancel_at=min_period_end: cancel_at_period_end stays false
+    row = q(f"SET ROLE regress_sp_shop; SELECT status, cancel_at_period_end, cancel_at = current_period_end"
+            f" FROM stripepay.stripe_cancel_subscription({rp}, true)")
+    check_eq(row, [["ACTIVE", "f", "t"]], "cancel at period end")
+    sent = [r["params"] for r in emulator_requests(f"/v1/subscriptions/{sub}") if r["method"] == "POST"]
+    check_eq(sent[-1].get("cancel_at"), "min_period_end", "cancel_at sent")
+    check("cancel_at_period_end" not in sent[-1], f"cancel_at_period_end sent: {sent[-1]}")
+    check_eq(stripe_object("subscription", sub)["cancel_at"] is not None, True, "cancel_at at Stripe")
+    row = q(f"SET ROLE regress_sp_shop; SELECT status, cancel_at_period_end, cancel_at IS NULL"
+            f" FROM stripepay.stripe_resume_subscription({rp})")
+    check_eq(row, [["ACTIVE", "f", "t"]], "resumed")
+    sent = [r["params"] for r in emulator_requests(f"/v1/subscriptions/{sub}") if r["method"] == "POST"]
+    check_eq((sent[-1].get("cancel_at"), sent[-1].get("cancel_at_period_end")), ("", "false"),
+             "resume clears both kinds of scheduled cancellation")
+    check_eq(stripe_object("subscription", sub)["cancel_at"], None, "cancel_at at Stripe")
     expect_error(f"SET ROLE regress_sp_other; SELECT stripepay.stripe_cancel_subscription({rp})", "42501", db=DB)
     start = len(emulator_events())
     row = q(f"SET ROLE regress_sp_shop; SELECT status, canceled_at IS NOT NULL FROM stripepay.stripe_cancel_subscription({rp})")
@@ -379,11 +446,11 @@ def test_cancel_at_period_end_resume_and_cancel_now():
     r = [x for x in emulator_requests("/v1/subscriptions/") if x["method"] == "DELETE"]
     check_eq(len(r), 1, "DELETE requests")
     deliver_all(start)
-    flows = q(f"SELECT status, cancel_at_period_end, already_processed FROM stripepay.subscription_flow "
+    flows = q(f"SELECT status, cancel_at IS NOT NULL, already_processed FROM stripepay.subscription_flow "
               f"WHERE recurring_payment_id = {rp} AND event_type IN ('stripe_cancel_subscription', "
               f"'stripe_resume_subscription', 'customer.subscription.deleted') ORDER BY id")
     check_eq(flows, [["ACTIVE", "t", "f"], ["ACTIVE", "f", "f"], ["CANCELED", "f", "f"], ["CANCELED", "f", "t"]],
-             "each change fires the flow once; Stripe's event of it is already processed")
+             "each change fires the flow once, saying when it ends; Stripe's event of it is already processed")
     out = subprocess_notice(f"SELECT status FROM stripepay.stripe_cancel_subscription({rp})")
     check("already canceled" in out, out)
     check_eq(len([x for x in emulator_requests("/v1/subscriptions/") if x["method"] == "DELETE"]), 1,
@@ -469,7 +536,7 @@ def test_stripe_calls_refuse_a_transaction_snapshot():
             check_eq(e.message, f"{name} must run at isolation level READ COMMITTED", f"{call} at {level}")
     check_eq(emulator_requests()[seen:], [], "requests sent to Stripe")
     check_eq(q(counts), before, "rows stored")
-    check_eq(q(f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT cancel_at_period_end"
+    check_eq(q(f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT cancel_at IS NOT NULL"
                f"  FROM stripepay.stripe_cancel_subscription({rp}, true); COMMIT"), [["t"]], "READ COMMITTED")
 
 
@@ -615,19 +682,21 @@ def test_cancel_resume_cancel_in_one_second_each_reach_stripe():
     rp, sub, p = subscribed(7601)
     while time.time() % 1 > 0.2:            # all three well inside one wall-clock second
         time.sleep(0.01)
-    rows = q(f"SELECT cancel_at_period_end FROM stripepay.stripe_cancel_subscription({rp}, true);"
-             f"SELECT cancel_at_period_end FROM stripepay.stripe_resume_subscription({rp});"
-             f"SELECT cancel_at_period_end FROM stripepay.stripe_cancel_subscription({rp}, true);")
+    rows = q(f"SELECT cancel_at IS NOT NULL FROM stripepay.stripe_cancel_subscription({rp}, true);"
+             f"SELECT cancel_at IS NOT NULL FROM stripepay.stripe_resume_subscription({rp});"
+             f"SELECT cancel_at IS NOT NULL FROM stripepay.stripe_cancel_subscription({rp}, true);")
     check_eq(rows, [["t"], ["f"], ["t"]], "returned")
     reqs = [r for r in emulator_requests(f"/v1/subscriptions/{sub}") if r["method"] == "POST"]
-    check_eq([(r["params"].get("cancel_at_period_end"), r["status"], bool(r.get("replayed"))) for r in reqs],
-             [("true", 200, False), ("false", 200, False), ("true", 200, False)], "requests at Stripe")
+    check_eq([(r["params"].get("cancel_at"), r["status"], bool(r.get("replayed"))) for r in reqs],
+             [("min_period_end", 200, False), ("", 200, False), ("min_period_end", 200, False)],
+             "requests at Stripe")
     check_eq(len({r["headers"]["idempotency-key"] for r in reqs}), 3, "distinct Idempotency-Keys")
-    check_eq(stripe_object("subscription", sub)["cancel_at_period_end"], True, "at Stripe")
-    check_eq(one(f"SELECT cancel_at_period_end FROM stripepay.recurring_payment WHERE id = {rp}"), "t", "here")
+    at_stripe = stripe_object("subscription", sub)["cancel_at"]
+    check(at_stripe is not None, "a cancellation scheduled at Stripe")
+    here = f"SELECT extract(epoch FROM cancel_at)::bigint FROM stripepay.recurring_payment WHERE id = {rp}"
+    check_eq(one(here), str(at_stripe), "here")
     deliver_all()
-    check_eq(one(f"SELECT cancel_at_period_end FROM stripepay.recurring_payment WHERE id = {rp}"), "t",
-             "after Stripe's webhooks")
+    check_eq(one(here), str(at_stripe), "after Stripe's webhooks")
 
 
 def test_cancel_of_a_subscription_stripe_already_canceled_is_recorded():
@@ -678,7 +747,7 @@ def test_cancel_in_a_transaction_older_than_a_webhook_is_recorded():
     proc.stdin.write("SET application_name = 'sp_old_xact'; BEGIN; SELECT 1;\n"
                      "DO $$ BEGIN FOR i IN 1..600 LOOP EXIT WHEN EXISTS (SELECT FROM public.sp_gate);"
                      " PERFORM pg_sleep(0.05); END LOOP; END $$;\n"
-                     f"SELECT status, cancel_at_period_end FROM stripepay.stripe_cancel_subscription({rp}, true);\n"
+                     f"SELECT status, cancel_at IS NOT NULL FROM stripepay.stripe_cancel_subscription({rp}, true);\n"
                      "COMMIT;\n")
     proc.stdin.close()
     began = None
@@ -701,9 +770,9 @@ def test_cancel_in_a_transaction_older_than_a_webhook_is_recorded():
     q("DROP TABLE public.sp_gate")
     check(proc.returncode == 0, err)
     check_eq(out.split(), ["1", "ACTIVE|t"], "returned")
-    check_eq(stripe_object("subscription", sub)["cancel_at_period_end"], True, "at Stripe")
-    check_eq(one(f"SELECT cancel_at_period_end FROM stripepay.recurring_payment WHERE id = {rp}"), "t", "here")
-    check_eq(q(f"SELECT cancel_at_period_end FROM stripepay.subscription_flow WHERE recurring_payment_id = {rp}"
+    check(stripe_object("subscription", sub)["cancel_at"] is not None, "cancel_at at Stripe")
+    check_eq(one(f"SELECT cancel_at IS NOT NULL FROM stripepay.recurring_payment WHERE id = {rp}"), "t", "here")
+    check_eq(q(f"SELECT cancel_at IS NOT NULL FROM stripepay.subscription_flow WHERE recurring_payment_id = {rp}"
                f" AND event_id = 'stripe_cancel_subscription'"), [["t"]], "the flow of the change")
 
 
@@ -723,6 +792,8 @@ if __name__ == "__main__":
             test_renewals_become_payments_once,
             test_renewal_learns_its_payment_intent_from_invoice_payment_in_either_order,
             test_two_subscription_changes_in_one_second_end_in_stripes_state,
+            test_a_cancellation_scheduled_by_date_in_the_dashboard_is_followed,
+            test_a_renewal_learns_its_charge_in_each_shape_stripe_sends,
             test_cancel_at_period_end_resume_and_cancel_now,
             test_cancel_before_checkout_completes_expires_the_session,
             test_stripe_calls_refuse_a_transaction_snapshot,

@@ -353,6 +353,29 @@ TEST(event_subscription_previous_attributes)
 						"\"previous_attributes\":{\"status\":\"active\"}}}"), SP_EVENT_OK);
 	CHECK_STR_EQ(ev.previous_status, "active");
 	CHECK(!ev.has_previous_cancel_at_period_end);
+	CHECK(!ev.has_previous_cancel_at);
+
+	/* cancel_at: null in previous_attributes says none was scheduled */
+	CHECK_INT_EQ(decode("{\"id\":\"evt_1\",\"type\":\"customer.subscription.updated\","
+						"\"created\":1,\"livemode\":false,\"data\":{\"object\":"
+						"{\"object\":\"subscription\",\"cancel_at\":1798675200},"
+						"\"previous_attributes\":{\"cancel_at\":null}}}"), SP_EVENT_OK);
+	CHECK(ev.has_previous_cancel_at);
+	CHECK(!ev.previous_cancel_at_set);
+	CHECK(ev.has_cancel_at);
+	CHECK_INT_EQ(ev.cancel_at, 1798675200);
+	CHECK_INT_EQ(decode("{\"id\":\"evt_1\",\"type\":\"customer.subscription.updated\","
+						"\"created\":1,\"livemode\":false,\"data\":{\"object\":"
+						"{\"object\":\"subscription\",\"cancel_at\":null},"
+						"\"previous_attributes\":{\"cancel_at\":1798675200}}}"), SP_EVENT_OK);
+	CHECK(ev.has_previous_cancel_at);
+	CHECK(ev.previous_cancel_at_set);
+	CHECK_INT_EQ(ev.previous_cancel_at, 1798675200);
+	CHECK(!ev.has_cancel_at);
+	CHECK_INT_EQ(decode("{\"id\":\"evt_1\",\"type\":\"customer.subscription.updated\","
+						"\"created\":1,\"livemode\":false,\"data\":{\"object\":"
+						"{\"object\":\"subscription\"},"
+						"\"previous_attributes\":{\"cancel_at\":\"soon\"}}}"), SP_EVENT_INVALID_FIELD);
 
 	CHECK_INT_EQ(decode("{\"id\":\"evt_1\",\"type\":\"customer.subscription.updated\","
 						"\"created\":1,\"livemode\":false,\"data\":{\"object\":"

@@ -133,6 +133,81 @@ TEST(rules_row_ids_from_metadata)
 	CHECK_INT_EQ(id, -1);
 }
 
+/*
+ * Two changes of one subscription in one second (created counts seconds).
+ * The applied state is what the row holds after the first to arrive.
+ */
+static const SpCancelAt none = {false, 0};
+static const SpCancelAt dec31 = {true, 1798675200};
+
+TEST(rules_same_second_renewal_then_decline)
+{
+	/* applied: active -> past_due; incoming: the renewal's update, still active */
+	SpSubscriptionState applied = {.status = "PAST_DUE", .cancel_at = none,
+	.changed_from_status = "ACTIVE"};
+	SpSubscriptionChange renewal = {.status = "ACTIVE", .has_cancel_at = true, .cancel_at = none};
+	SpSubscriptionChange again = {.status = "PAST_DUE", .has_cancel_at = true, .cancel_at = none,
+	.previous_status = "active"};
+
+	CHECK(sp_subscription_change_is_older(&applied, &renewal));
+	CHECK(!sp_subscription_change_is_older(&applied, &again));
+}
+
+TEST(rules_same_second_decline_seen_after_a_schedule)
+{
+	/* applied: a cancellation scheduled by date, none -> dec31 */
+	SpSubscriptionState applied = {.status = "ACTIVE", .cancel_at = dec31,
+	.has_changed_from_cancel_at = true, .changed_from_cancel_at = none};
+	/* incoming: a decline that already carries the date: the newer one */
+	SpSubscriptionChange decline = {.status = "PAST_DUE", .has_cancel_at = true, .cancel_at = dec31,
+	.previous_status = "active"};
+	/* incoming: a change in the state the schedule came from: the older one */
+	SpSubscriptionChange before = {.status = "ACTIVE", .has_cancel_at = true, .cancel_at = none};
+
+	CHECK(!sp_subscription_change_is_older(&applied, &decline));
+	CHECK(sp_subscription_change_is_older(&applied, &before));
+}
+
+TEST(rules_same_second_schedule_seen_after_a_later_change)
+{
+	/* applied: active -> past_due with the date already set by the first change */
+	SpSubscriptionState applied = {.status = "PAST_DUE", .cancel_at = dec31,
+	.changed_from_status = "ACTIVE"};
+	/* incoming: the schedule (none -> dec31), in the state the decline came from */
+	SpSubscriptionChange schedule = {.status = "ACTIVE", .has_cancel_at = true, .cancel_at = dec31,
+	.has_previous_cancel_at = true, .previous_cancel_at = none};
+
+	CHECK(sp_subscription_change_is_older(&applied, &schedule));
+}
+
+TEST(rules_same_second_change_and_its_undoing_later_arrival_wins)
+{
+	/* resume arrived first: dec31 -> none; then the cancellation, none -> dec31 */
+	SpSubscriptionState resumed = {.status = "ACTIVE", .cancel_at = none,
+	.has_changed_from_cancel_at = true, .changed_from_cancel_at = dec31};
+	SpSubscriptionChange cancel = {.status = "ACTIVE", .has_cancel_at = true, .cancel_at = dec31,
+	.has_previous_cancel_at = true, .previous_cancel_at = none};
+	/* the same with cancel_at_period_end, as older API versions do it */
+	SpSubscriptionState resumed_cape = {.status = "ACTIVE", .cancel_at_period_end = false,
+	.has_changed_from_cape = true, .changed_from_cape = true};
+	SpSubscriptionChange cancel_cape = {.status = "ACTIVE", .has_cape = true, .cape = true,
+	.has_previous_cape = true, .previous_cape = false};
+
+	CHECK(!sp_subscription_change_is_older(&resumed, &cancel));
+	CHECK(!sp_subscription_change_is_older(&resumed_cape, &cancel_cape));
+}
+
+TEST(rules_same_second_nothing_known_of_the_applied_change)
+{
+	SpSubscriptionState applied = {.status = "ACTIVE", .cancel_at = dec31};
+	SpSubscriptionChange incoming = {.status = "ACTIVE", .has_cancel_at = true, .cancel_at = none};
+
+	CHECK(!sp_subscription_change_is_older(&applied, &incoming));
+	incoming.status = NULL;
+	applied.changed_from_status = "TRIALING";
+	CHECK(!sp_subscription_change_is_older(&applied, &incoming));
+}
+
 void
 unit_suite_rules(void)
 {
@@ -142,4 +217,9 @@ unit_suite_rules(void)
 	RUN(rules_payment_targets);
 	RUN(rules_final_statuses_fire_the_flow);
 	RUN(rules_row_ids_from_metadata);
+	RUN(rules_same_second_renewal_then_decline);
+	RUN(rules_same_second_decline_seen_after_a_schedule);
+	RUN(rules_same_second_schedule_seen_after_a_later_change);
+	RUN(rules_same_second_change_and_its_undoing_later_arrival_wins);
+	RUN(rules_same_second_nothing_known_of_the_applied_change);
 }
