@@ -12,7 +12,10 @@ SET stripepay.api_base = 'https://api.stripe.com/?x=1';
 SET stripepay.api_version = 'latest';
 SET stripepay.api_version = '2026-10-28.endive';
 SET stripepay.api_version = '2026-10-28.endive\r\nX-Evil: 1';
+-- its message gives the range with units from 17 on, without before
+\set VERBOSITY sqlstate
 SET stripepay.timeout_ms = 10;
+\set VERBOSITY default
 SET stripepay.max_retries = 11;
 
 -- a plain role cannot send the key elsewhere, nor change the pinned version

@@ -136,7 +136,10 @@ sp_engine_apply_invoice(const SpApply *ap, const SpEvent *ev, SpLinks *links)
 		values[0] = CStringGetTextDatum(ev->object_id);
 		sp_stmt_run(&payment_of_invoice, values, NULL, SP_AS_OWNER, 1, &rows);
 		if (rows.nrows == 1)
+		{
+			links->order_id = sp_rows_int64(&rows, 0, 2, NULL);
 			links->payment_id = sp_rows_int64(&rows, 0, 1, NULL);
+		}
 		return;
 	}
 	payment_id = sp_rows_int64(&rows, 0, 1, NULL);

@@ -68,7 +68,7 @@ static SpStmt update_payment = {
 	"   event_created = CASE WHEN $2 THEN $4 ELSE event_created END,"
 	"   checkout_session_id = coalesce(checkout_session_id, $5),"
 	"   payment_intent_id = coalesce(payment_intent_id, $6),"
-	"   charge_id = coalesce($7, charge_id),"
+	"   charge_id = CASE WHEN $2 OR $3 = status THEN coalesce($7, charge_id) ELSE charge_id END,"
 	"   livemode = coalesce(livemode, $8),"
 	"   failure_code = CASE WHEN $2 THEN $9 ELSE failure_code END,"
 	"   failure_message = CASE WHEN $2 THEN $10 ELSE failure_message END,"
@@ -232,7 +232,9 @@ sp_engine_apply_payment(const SpApply *ap, const SpEvent *ev, SpPaymentRow *foun
 	const char *target = sp_payment_target(ev->type, ev->payment_status);
 	TimestampTz at = sp_engine_event_time(ev);
 	bool		moved;
+	bool		changed;
 	bool		failed;
+	char	   *prev;
 	Datum		values[10];
 	bool		nulls[10];
 	SpRows		rows;
@@ -251,6 +253,7 @@ sp_engine_apply_payment(const SpApply *ap, const SpEvent *ev, SpPaymentRow *foun
 	}
 	event_ids(ev, &session, &intent);
 
+	prev = pstrdup(row->status);
 	moved = sp_state_advances(SP_KIND_PAYMENT, row->status, row->has_event_created,
 							  row->event_created, target, true, at);
 	failed = moved && strcmp(target, "FAILED") == 0;
@@ -271,6 +274,8 @@ sp_engine_apply_payment(const SpApply *ap, const SpEvent *ev, SpPaymentRow *foun
 	row->status = sp_rows_text(&rows, 0, 1);
 	row->payment_intent = sp_rows_text(&rows, 0, 2);
 	row->charge = sp_rows_text(&rows, 0, 3);
+	/* a second signal of a known outcome tells nobody anything new */
+	changed = moved && strcmp(prev, row->status) != 0;
 
 	if (sp_payment_status_final(target))
 	{
@@ -286,12 +291,12 @@ sp_engine_apply_payment(const SpApply *ap, const SpEvent *ev, SpPaymentRow *foun
 		values[3] = Int64GetDatum(row->order_id);
 		values[4] = Int64GetDatum(row->id);
 		values[5] = CStringGetTextDatum(row->status);
-		values[6] = BoolGetDatum(!(moved && strcmp(row->status, target) == 0));
+		values[6] = BoolGetDatum(!(changed && strcmp(row->status, target) == 0));
 		values[7] = Int64GetDatum((int64) paid);
 		values[8] = CStringGetTextDatum(ev->currency[0] ? ev->currency : row->currency);
 		sp_stmt_run(&payment_flow, values, nulls, ap->run_as, 0, NULL);
 	}
-	if (moved)
+	if (changed)
 		sp_engine_notify(ap, "stripepay_payment", ev->id, row->status, true, row->order_id,
 						 "payment_id", row->id, NULL, 0);
 
