@@ -180,7 +180,8 @@ for suite in "${suites[@]}"; do
 		fi ;;
 	package)
 		sp_log "the Debian package, installed into a clean Debian 12"
-		run_counted package bash "$SP_ROOT/test/package/run.sh" ;;
+		run_counted package bash "$SP_ROOT/test/package/run.sh"
+		run_counted meta python3 "$SP_ROOT/test/package/validate_meta.py" ;;
 	pg17 | pg18)
 		sp_log "the extension's suites on PostgreSQL ${suite#pg}"
 		run_counted "$suite" bash "$SP_ROOT/test/matrix.sh" "${suite#pg}" ;;
