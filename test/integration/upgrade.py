@@ -6,6 +6,7 @@ than the installed SQL refuses to run with a hint to update."""
 import difflib
 import hashlib
 import os
+import re
 import time
 
 from harness import (TEST_KEY, WEBHOOK_SECRET, check, check_eq, emulator,
@@ -14,9 +15,10 @@ from harness import (TEST_KEY, WEBHOOK_SECRET, check, check_eq, emulator,
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 FRESH, UPDATED = "sp_upgrade_fresh", "sp_upgrade_updated"
 
-# The 0.1.0 script as released: an update script may change what 0.1.0
-# left, never the script that made it (ALTER EXTENSION starts from it).
-RELEASED_0_1_0 = "8a116296130c2603edf31e30ed2a7086e5867f052731c2d0dee0f5ac2b9c0c33"
+# The install scripts of released versions, by their sha256: an update
+# script may change what a release made, never the script that made it
+# (ALTER EXTENSION ... UPDATE starts from it).  A release adds its line.
+RELEASED = os.path.join(ROOT, "sql", "released.sha256")
 
 # Every property of every object the extension owns that a user, pg_dump or
 # the library can tell apart, one line each, without OIDs.
@@ -329,10 +331,40 @@ def test_prune_is_there_after_update():
 
 # --- the scripts and the library ----------------------------------------------
 
-def test_released_script_is_unchanged():
-    with open(os.path.join(ROOT, "sql", "stripepay--0.1.0.sql"), "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
-    check_eq(digest, RELEASED_0_1_0, "sha256 of sql/stripepay--0.1.0.sql")
+def test_released_scripts_are_unchanged():
+    with open(RELEASED) as f:
+        released = [line.split() for line in f if line.strip()]
+    check(released, "sql/released.sha256 lists no script")
+    for digest, name in released:
+        with open(os.path.join(ROOT, "sql", name), "rb") as f:
+            check_eq(hashlib.sha256(f.read()).hexdigest(), digest, f"sha256 of sql/{name}")
+
+
+def test_every_version_reaches_the_default_one():
+    """Each released version has a path of update scripts to default_version,
+    and the fresh script of default_version is not a released one: changing
+    it then needs no upgrade script, and test_updated_catalog_is_the_fresh_one
+    holds the update script to it."""
+    with open(os.path.join(ROOT, "stripepay.control")) as f:
+        default = re.search(r"default_version\s*=\s*'([^']+)'", f.read()).group(1)
+    with open(RELEASED) as f:
+        versions = [re.match(r"stripepay--(.+)\.sql$", line.split()[1]).group(1) for line in f
+                    if line.strip()]
+    check(default not in versions, f"default_version {default} is released: make a new version")
+    updates = {tuple(re.match(r"stripepay--(.+)--(.+)\.sql$", n).groups())
+               for n in os.listdir(os.path.join(ROOT, "sql")) if re.match(r"stripepay--.+--.+\.sql$", n)}
+    for v in versions:
+        reached, frontier = {v}, [v]
+        while frontier:
+            step = frontier.pop()
+            for a, b in updates:
+                if a == step and b not in reached:
+                    reached.add(b)
+                    frontier.append(b)
+        check(default in reached, f"no update path from {v} to {default}")
+    rows = psql("SELECT version FROM pg_available_extension_versions WHERE name = 'stripepay' "
+                "ORDER BY version", db="postgres")
+    check_eq(sorted(r[0] for r in rows), sorted(set(versions) | {default}), "versions installed")
 
 
 def test_library_refuses_an_older_schema():
@@ -362,6 +394,7 @@ if __name__ == "__main__":
         test_signed_event_applies_after_update,
         test_pay_sync_and_refund_after_update,
         test_prune_is_there_after_update,
-        test_released_script_is_unchanged,
+        test_released_scripts_are_unchanged,
+        test_every_version_reaches_the_default_one,
         test_library_refuses_an_older_schema,
     ])
