@@ -70,12 +70,20 @@ CREATE TABLE orders (
 INSERT INTO orders (item, currency, amount) VALUES ('A year of cheese', 'usd', 1999);
 TABLE orders;
 
+-- the role the actionflow triggers run as: what they touch, and nothing else
+CREATE ROLE demo_flows;
+GRANT SELECT, UPDATE ON orders TO demo_flows;
+
 -- the payment actionflow: when Stripe confirms the payment, mark the order
+-- paid, if what was paid is what the order costs
 CREATE FUNCTION mark_order_paid() RETURNS trigger
-LANGUAGE plpgsql SET search_path = public AS $$
+LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
 BEGIN
 	IF NOT NEW.already_processed THEN
-		UPDATE orders SET status = lower(NEW.payment_status) WHERE id = NEW.order_id;
+		UPDATE orders
+		   SET status = CASE NEW.payment_status WHEN 'SUCCESSFUL' THEN 'paid'
+						 ELSE lower(NEW.payment_status) END
+		 WHERE id = NEW.order_id AND amount = NEW.amount AND currency = NEW.currency;
 	END IF;
 	RETURN NEW;
 END $$;
@@ -93,7 +101,8 @@ SELECT * FROM stripepay.configure(
 	brand_slogan => 'Cheese, delivered',
 	brand_logo   => 'https://images.example/cheese.png',
 	success_url  => 'https://shop.example/thanks?session={CHECKOUT_SESSION_ID}',
-	cancel_url   => 'https://shop.example/cart');
+	cancel_url   => 'https://shop.example/cart',
+	flow_role    => 'demo_flows');
 SQL
 
 [ -n "$api_base" ] && start_relay
@@ -162,3 +171,11 @@ SELECT id, order_id, status, amount, payment_intent_id, charge_id FROM stripepay
 TABLE orders;
 SQL
 grep 'Asynchronous notification' "$SP_TMP/listen.out" || echo "(no notification arrived)"
+
+# the demo shows the loop working, or fails
+paid=$(psql -X -A -t -c "SELECT p.status || ' ' || o.status FROM stripepay.payment_record p
+	JOIN orders o ON o.id = p.order_id WHERE p.order_id = 1")
+if [ "$paid" != "SUCCESSFUL paid" ] || ! grep -q 'Asynchronous notification' "$SP_TMP/listen.out"; then
+	sp_die "the loop did not complete: payment and order are \"$paid\""
+fi
+step "The whole loop ran: paid at the emulator, verified, recorded, the order marked paid, the front end told."

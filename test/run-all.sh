@@ -18,7 +18,7 @@ SP_MAJOR_SUITES="pg_regress pg_regress-emulator integration webhooks money sync 
 # The rest run on the machine's own major only: tools, fuzzing, the node
 # cross-check, memory and valgrind, releases, packaging, the other majors.
 SP_ALL_SUITES="unit node-signatures static-analysis fuzz emulator contract $SP_MAJOR_SUITES
-	dump-restore valgrind-backend memory secrets-in-log package pg17 pg18"
+	demo dump-restore valgrind-backend memory secrets-in-log package pg17 pg18"
 
 if [ "${1:-}" = --list ]; then
 	echo $SP_ALL_SUITES
@@ -161,6 +161,11 @@ for suite in "${suites[@]}"; do
 	upgrade)
 		sp_log "0.1.0 filled, then ALTER EXTENSION UPDATE: the catalog of a fresh install, the data kept"
 		run_counted upgrade python3 "$SP_ROOT/test/integration/upgrade.py" ;;
+	demo)
+		# the README's first command, on a cluster of its own: it fails unless the loop completes
+		sp_log "make demo: the whole loop against the emulator"
+		run_counted demo bash -c 'bash "$1/test/demo.sh" && echo "demo: 1 passed, 0 failed" ||
+			{ echo "demo: 0 passed, 1 failed"; exit 1; }' demo "$SP_ROOT" ;;
 	dump-restore)
 		sp_log "a dump of 15 restored on 17 and 18"
 		run_counted dump-restore bash "$SP_ROOT/test/dump_restore.sh" ;;
