@@ -311,9 +311,9 @@ ORDER BY 1, 2"""
                  " AND payment_status = 'SUCCESSFUL' AND NOT already_processed"), "1",
              "times the shop was told to ship")
     # recorded again, with their links, until the next prune takes them again
-    check_eq(q("SELECT id, payment_id IS NOT NULL OR recurring_payment_id IS NOT NULL, received_at > now() - interval '5 min'"
-               " FROM stripepay.webhook_event WHERE id IN ('evt_replay_fail45', 'evt_replay_ok41', 'evt_replay_sub50')"
-               " ORDER BY id"),
+    check_eq(q("SELECT id, payment_id IS NOT NULL OR recurring_payment_id IS NOT NULL,"
+               " received_at > now() - interval '5 min' FROM stripepay.webhook_event"
+               " WHERE id IN ('evt_replay_fail45', 'evt_replay_ok41', 'evt_replay_sub50') ORDER BY id"),
              [["evt_replay_fail45", "t", "t"], ["evt_replay_ok41", "t", "t"], ["evt_replay_sub50", "t", "t"]],
              "the replays' rows")
     # a third delivery is a duplicate again
@@ -387,6 +387,93 @@ CREATE TRIGGER slow_batch AFTER DELETE ON stripepay.webhook_event
                 f"prune {time.monotonic() - started:.1f} s")
     finally:
         q("DROP TRIGGER IF EXISTS slow_batch ON stripepay.webhook_event; DROP FUNCTION IF EXISTS public.slow_batch()")
+
+
+# --- what a batch sees: its snapshot, and what commits around it -----------------
+
+def test_a_batch_keeps_what_its_snapshot_shows_waiting_or_a_state():
+    """Each batch's DELETE decides on one snapshot (READ COMMITTED).  Three
+    interleavings, made certain by a BEFORE DELETE trigger that sleeps once
+    the snapshot is taken: a payment whose state event is being judged
+    succeeds meanwhile; a payment succeeds meanwhile and applies a refund
+    that waited (its event, judged waiting, becomes the refund's state);
+    an ingest that applied a waiting refund is still open when the batch
+    runs.  None of them may lose a waiting event or a row's state event,
+    and neither side waits for the other."""
+    fresh()
+    now = now_epoch()
+    ids = {}
+    for name, pi, status in (("p1", "pi_snap1", "PENDING"), ("p2", "pi_snap2", "PENDING"),
+                             ("p3", "pi_snap3", "FAILED")):
+        ids[name] = int(one(
+            "INSERT INTO stripepay.payment_record (order_id, currency, amount, flow, payment_intent_id, status,"
+            f" event_created, created_by) VALUES (9200, 'usd', 1000, 'payment_intent', '{pi}', '{status}',"
+            f" {f'to_timestamp({now} - 40 * {DAY})' if status == 'FAILED' else 'NULL'}, 'shop') RETURNING id"))
+    # p3 failed 45 and 40 days ago; refunds of p1 and p2 wait since 40 days
+    q(f"""
+INSERT INTO stripepay.webhook_event (id, type, livemode, created, payload, order_id, payment_id)
+VALUES ('evt_snap_p3_state', 'payment_intent.payment_failed', false, to_timestamp({now} - 40 * {DAY}), '{{}}', 9200, {ids['p3']}),
+       ('evt_snap_p3_before', 'payment_intent.payment_failed', false, to_timestamp({now} - 45 * {DAY}), '{{}}', 9200, {ids['p3']})""")
+    for n in ("1", "2"):
+        w = event("refund.created", f"evt_snap_w{n}", now - 40 * DAY,
+                  {"id": f"re_snap{n}", "status": "succeeded", "amount": 100, "payment_intent": f"pi_snap{n}",
+                   "charge": f"ch_snap{n}", "metadata": {}})
+        body = json.dumps(w).replace("'", "''")
+        q(f"""
+INSERT INTO stripepay.webhook_event (id, type, livemode, created, payload)
+VALUES ('evt_snap_w{n}', 'refund.created', false, to_timestamp({now} - 40 * {DAY}), '{body}');
+INSERT INTO stripepay.waiting_event (stripe_id, event_id)
+VALUES ('pi_snap{n}', 'evt_snap_w{n}'), ('ch_snap{n}', 'evt_snap_w{n}')""")
+    # each batch's DELETE counts itself, then sleeps with its snapshot taken
+    q("""
+CREATE SEQUENCE public.batch_no;
+GRANT USAGE ON SEQUENCE public.batch_no TO PUBLIC;
+CREATE FUNCTION public.slow_batch() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM nextval('public.batch_no'); PERFORM pg_sleep(2); RETURN NULL; END $$;
+CREATE TRIGGER slow_batch BEFORE DELETE ON stripepay.webhook_event
+  FOR EACH STATEMENT EXECUTE FUNCTION public.slow_batch();""")
+
+    def ok(n):
+        return intent_event("succeeded", f"evt_snap_p{n}_ok", now - 5, f"pi_snap{n}", ids[f"p{n}"], 9200)
+
+    def batch_sleeps(n):
+        return f"SELECT is_called AND last_value = {n} FROM public.batch_no"
+
+    try:
+        # p2's success applies its waiting refund in a transaction that stays open
+        open_ingest = background("BEGIN; " + ingest_sql(ok(2)) + " SELECT pg_sleep(8); COMMIT;", RELAY)
+        check(wait_for("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'"
+                       f" AND usename = '{RELAY}'"), "the open ingest sleeps")
+        pruner = background(f"CALL stripepay.prune_events('{WINDOW}')")
+        # batch 1, payment_intent.payment_failed: p3 succeeds meanwhile
+        check(wait_for(batch_sleeps(1)), "batch 1 sleeps")
+        check_eq(deliver(ok(3), settings="SET lock_timeout = '100ms';")[0], False, "p3's success, during batch 1")
+        # batch 2, refund.created: p1 succeeds meanwhile and applies its refund
+        check(wait_for(batch_sleeps(2)), "batch 2 sleeps")
+        check_eq(deliver(ok(1), settings="SET lock_timeout = '100ms';")[0], False, "p1's success, during batch 2")
+        out, err = pruner.communicate(timeout=60)
+        check_eq(pruner.returncode, 0, f"the prune: {err}")
+        check(open_ingest.poll() is None, "the prune ended while the open ingest was still open")
+        d, k, _, b = out.strip().split("\t")
+        # batch 1 saw p3 failed 40 days ago: its state stays, the failure before it goes;
+        # batch 2 saw both refunds waiting
+        check_eq((int(d), int(k), int(b)), (1, 3, 2), "deleted, kept, batches")
+        out, err = open_ingest.communicate(timeout=60)
+        check_eq(open_ingest.returncode, 0, f"the open ingest: {err}")
+    finally:
+        q("DROP TRIGGER IF EXISTS slow_batch ON stripepay.webhook_event;"
+          " DROP FUNCTION IF EXISTS public.slow_batch(); DROP SEQUENCE IF EXISTS public.batch_no")
+    check_eq([r[0] for r in q("SELECT id FROM stripepay.webhook_event WHERE created < now() - interval '20 days'"
+                               " ORDER BY id")],
+             ["evt_snap_p3_state", "evt_snap_w1", "evt_snap_w2"], "old events after the prune")
+    # the refunds were applied, once, and their events are now their states
+    check_eq(q("SELECT e.id, r.status, r.event_created = e.created FROM stripepay.refund r"
+               " JOIN stripepay.webhook_event e ON e.refund_id = r.id ORDER BY 1"),
+             [["evt_snap_w1", "SUCCEEDED", "t"], ["evt_snap_w2", "SUCCEEDED", "t"]], "refunds and their events")
+    check_eq(one("SELECT count(*) FROM stripepay.refund_flow WHERE NOT already_processed"), "2", "refund flows")
+    check_eq(one("SELECT count(*) FROM stripepay.waiting_event"), "0", "events still waiting")
+    # alone, the next prune takes p3's former state, and keeps the refunds'
+    check_eq(prune()[:2], (1, 2), "deleted, kept by the next prune")
 
 
 # --- prune while ingests run -----------------------------------------------------
@@ -646,6 +733,7 @@ if __name__ == "__main__":
             test_only_admins_and_superusers_may_prune,
             test_a_pruned_event_delivered_again_changes_nothing_known,
             test_a_batch_in_progress_makes_no_ingest_wait,
+            test_a_batch_keeps_what_its_snapshot_shows_waiting_or_a_state,
             test_prune_while_ingests_run,
         ])
     except SystemExit as done:
