@@ -14,7 +14,7 @@ set -uo pipefail
 . "$(dirname "$0")/lib/env.sh"
 
 # The extension's own suites: what runs on every major.
-SP_MAJOR_SUITES="pg_regress pg_regress-emulator integration webhooks money sync security relay e2e upgrade"
+SP_MAJOR_SUITES="pg_regress pg_regress-emulator integration webhooks money sync security prune relay e2e upgrade"
 # The rest run on the machine's own major only: tools, fuzzing, the node
 # cross-check, memory and valgrind, releases, packaging, the other majors.
 SP_ALL_SUITES="unit node-signatures static-analysis fuzz emulator contract $SP_MAJOR_SUITES
@@ -51,7 +51,7 @@ fi
 sp_install_deps
 needs_cluster=false
 if wants pg_regress pg_regress-emulator integration webhooks money sync relay e2e upgrade \
-	dump-restore valgrind-backend memory secrets-in-log security; then
+	dump-restore valgrind-backend memory secrets-in-log security prune; then
 	needs_cluster=true
 	sp_build_install
 	sp_make_tmp
@@ -152,6 +152,9 @@ for suite in "${suites[@]}"; do
 	security)
 		sp_log "least privilege, tried as an attacker would"
 		run_counted security python3 "$SP_ROOT/test/integration/security.py" ;;
+	prune)
+		sp_log "prune_events: while ingests run, pruned events delivered again, roles, locks"
+		run_counted prune python3 "$SP_ROOT/test/integration/prune.py" ;;
 	relay)
 		sp_log "stripepay-relay"
 		run_counted relay python3 "$SP_ROOT/test/relay/run.py" ;;
