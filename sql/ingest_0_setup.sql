@@ -31,10 +31,10 @@ GRANT USAGE ON SCHEMA regress_sp TO PUBLIC;
 CREATE EXTENSION pgcrypto SCHEMA regress_sp;
 
 -- the settings of this story: a test-mode key (events must be test-mode
--- ones), triggers run as the caller, secrets of two endpoints
+-- ones), triggers run as the flow role, secrets of two endpoints
 SELECT secret_key, publishable_key, mode, flow_role, event_retention
   FROM stripepay.configure(secret_key => 'sk_test_4eC39HqLyjWDarjtT1zdp7dc', publishable_key => '',
-						   flow_role => '', event_retention => '90 days');
+						   flow_role => 'regress_sp_flows', event_retention => '90 days');
 DELETE FROM stripepay.webhook_secret;
 SELECT endpoint, secret, live FROM stripepay.add_webhook_secret('whsec_regressDefaultSecret0001');
 SELECT endpoint, secret, live FROM stripepay.add_webhook_secret('whsec_regressPaymentsSecret001', 'payments');

@@ -28,10 +28,9 @@ SELECT flow, event_id, order_id, status, already_processed,
 	   CASE WHEN run_as = session_user THEN '(session user)' ELSE run_as END AS run_as
   FROM regress_sp.flow_log;
 
-SELECT flow_role FROM stripepay.config;
-
 -- F1. No flow role: the triggers run as the role that called the ingest,
 -- here the relay's (a member of stripepay_webhook, nothing else).
+SELECT flow_role FROM stripepay.configure(flow_role => '');
 SET ROLE regress_sp_relay;
 SELECT * FROM regress_sp.ingest(pg_temp.paid('evt_f1_paid', 10, 'f1', 701));
 -- the relay's role may ingest, and read nothing
@@ -65,11 +64,19 @@ ALTER ROLE regress_sp_flows NOSUPERUSER;
 DROP ROLE regress_sp_flows;
 SELECT pg_temp.try_ingest(pg_temp.paid('evt_f4_paid', 40, 'f4', 704));
 SELECT count(*) AS stored FROM stripepay.webhook_event WHERE id = 'evt_f4_paid';
--- '' clears it: the triggers run as the caller again
+-- '' clears it: the triggers run as the caller again, unless the caller
+-- is a superuser: then the ingest refuses (SP010) and stores nothing
 SELECT flow_role FROM stripepay.configure(flow_role => '');
 SELECT pg_temp.try_ingest(pg_temp.paid('evt_f4_paid', 40, 'f4', 704));
+SELECT count(*) AS stored FROM stripepay.webhook_event WHERE id = 'evt_f4_paid';
+SET ROLE regress_sp_relay;
+SELECT * FROM regress_sp.ingest(pg_temp.paid('evt_f4_paid', 40, 'f4', 704));
+RESET ROLE;
 SELECT * FROM flows_as ORDER BY event_id;
 DELETE FROM regress_sp.flow_log;
+-- the story goes on with a flow role
+CREATE ROLE regress_sp_flows;
+SELECT flow_role FROM stripepay.configure(flow_role => 'regress_sp_flows');
 
 -- F5. A trigger that fails rolls the whole event back: no event, no
 -- payment, no flow row; Stripe delivers it again, and once the trigger

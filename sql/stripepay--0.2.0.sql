@@ -312,7 +312,7 @@ CREATE TRIGGER webhook_secret_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCA
 /*
  * The users' triggers on these tables, which pg_dump leaves out of a dump
  * (it dumps no definition of an extension's table): recorded as rows, which
- * it keeps, and made again from them when pg_restore loads them
+ * it keeps; restore_user_triggers() makes them again after a restore
  * (sp_user_triggers.c).
  */
 CREATE TABLE @extschema@.user_trigger (
@@ -324,25 +324,31 @@ CREATE TABLE @extschema@.user_trigger (
 	PRIMARY KEY (table_name, trigger_name)
 );
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.user_trigger', '');
+/* a row without its trigger stops the calls that fire flows: they look again */
+CREATE TRIGGER user_trigger_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+	ON @extschema@.user_trigger FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._settings_changed();
 
 CREATE FUNCTION @extschema@._user_triggers_changed()
 RETURNS event_trigger
 AS 'MODULE_PATHNAME', 'stripepay_user_triggers_changed'
 LANGUAGE C
 SET search_path = pg_catalog, pg_temp;
-CREATE EVENT TRIGGER stripepay_user_triggers ON ddl_command_end
-	WHEN TAG IN ('CREATE TRIGGER', 'ALTER TRIGGER', 'DROP TRIGGER', 'ALTER TABLE')
-	EXECUTE FUNCTION @extschema@._user_triggers_changed();
-CREATE EVENT TRIGGER stripepay_user_triggers_dropped ON sql_drop
-	EXECUTE FUNCTION @extschema@._user_triggers_changed();
-
-CREATE FUNCTION @extschema@._user_trigger_restore()
-RETURNS trigger
-AS 'MODULE_PATHNAME', 'stripepay_user_trigger_restore'
+CREATE FUNCTION @extschema@._user_triggers_dropped()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'stripepay_user_triggers_dropped'
 LANGUAGE C
 SET search_path = pg_catalog, pg_temp;
-CREATE TRIGGER user_trigger_restore AFTER INSERT ON @extschema@.user_trigger
-	FOR EACH ROW EXECUTE FUNCTION @extschema@._user_trigger_restore();
+CREATE EVENT TRIGGER stripepay_user_triggers ON ddl_command_end
+	WHEN TAG IN ('CREATE TRIGGER', 'ALTER TRIGGER', 'ALTER TABLE', 'CREATE RULE')
+	EXECUTE FUNCTION @extschema@._user_triggers_changed();
+CREATE EVENT TRIGGER stripepay_user_triggers_dropped ON sql_drop
+	EXECUTE FUNCTION @extschema@._user_triggers_dropped();
+
+CREATE FUNCTION @extschema@.restore_user_triggers(OUT table_name name, OUT trigger_name name)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'stripepay_restore_user_triggers'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION @extschema@._config(
 	OUT secret_key text, OUT publishable_key text, OUT mode text, OUT brand_name text,
@@ -597,13 +603,15 @@ COMMENT ON TABLE @extschema@.waiting_event IS
 'Events that name a payment by a Stripe id no payment has yet; applied when one learns it, for at most 30 days.';
 
 COMMENT ON TABLE @extschema@.user_trigger IS
-'The triggers users made on stripepay''s tables, recorded after each DDL: pg_dump leaves those triggers out of a dump but keeps these rows, and pg_restore makes the triggers again from them.';
+'The triggers users made on stripepay''s tables, recorded after each DDL: pg_dump leaves those triggers out of a dump but keeps these rows; after pg_restore, restore_user_triggers() makes them again.';
 COMMENT ON COLUMN @extschema@.user_trigger.definition IS 'The trigger''s CREATE TRIGGER, as pg_get_triggerdef gives it.';
 COMMENT ON COLUMN @extschema@.user_trigger.enabled IS 'pg_trigger.tgenabled: O (enabled), D (disabled), R (replica), A (always).';
+COMMENT ON FUNCTION @extschema@.restore_user_triggers() IS
+'After pg_restore: makes the triggers on stripepay''s tables that stripepay.user_trigger records and the restore did not make, in their state; returns those made. Until then, calls that fire flows are refused (SP035). Superusers only.';
 COMMENT ON FUNCTION @extschema@._user_triggers_changed() IS
-'Event trigger: records the users'' triggers on stripepay''s tables in user_trigger after DDL that may change them. Internal.';
-COMMENT ON FUNCTION @extschema@._user_trigger_restore() IS
-'Trigger: makes a trigger that a row of user_trigger names when its table lacks it, as pg_restore loads the rows. Internal.';
+'Event trigger: records the users'' triggers on the stripepay tables a DDL command touched in user_trigger; refuses triggers on tables stripepay writes as their owner, and rules. Internal.';
+COMMENT ON FUNCTION @extschema@._user_triggers_dropped() IS
+'Event trigger: forgets the users'' triggers on stripepay''s tables that a drop removed. Internal.';
 COMMENT ON EVENT TRIGGER stripepay_user_triggers IS
 'Keeps stripepay.user_trigger equal to the users'' triggers on stripepay''s tables.';
 COMMENT ON EVENT TRIGGER stripepay_user_triggers_dropped IS

@@ -32,25 +32,59 @@ SELECT count(*) AS own_triggers FROM pg_trigger
  WHERE tgrelid IN ('stripepay.settings'::regclass, 'stripepay.webhook_secret'::regclass,
 				   'stripepay.user_trigger'::regclass) AND NOT tgisinternal;
 
--- a row names a trigger its table lacks: it is made, with its state
+-- stripepay writes user_trigger and notify_outbox as the extension's owner,
+-- and a rule's actions run with the owner's rights: refused (SP034)
+\set VERBOSITY sqlstate
+CREATE TRIGGER evil AFTER INSERT ON stripepay.notify_outbox
+	FOR EACH ROW EXECUTE FUNCTION regress_log_payment();
+CREATE TRIGGER evil BEFORE INSERT ON stripepay.user_trigger
+	FOR EACH ROW EXECUTE FUNCTION regress_log_payment();
+CREATE RULE evil AS ON INSERT TO stripepay.payment_flow DO ALSO SELECT 1;
+\set VERBOSITY default
+SELECT count(*) AS refused_objects FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+ WHERE c.relnamespace = 'stripepay'::regnamespace AND t.tgname = 'evil';
+
+-- A restore brings rows, not triggers: until a superuser makes them, every
+-- call that could fire a flow refuses (SP035), whoever calls
 INSERT INTO stripepay.user_trigger (table_name, trigger_name, definition, enabled)
 VALUES ('refund_flow', 'restored', 'CREATE TRIGGER restored AFTER INSERT ON stripepay.refund_flow FOR EACH ROW EXECUTE FUNCTION public.regress_log_payment()', 'D');
+\set VERBOSITY sqlstate
+SELECT * FROM stripepay.stripe_ingest_webhook('{}',
+	't=1,v1=0000000000000000000000000000000000000000000000000000000000000000', 'default');
+\set VERBOSITY default
+-- DDL meanwhile (as pg_restore's own) forgets no row
+ALTER TABLE stripepay.refund_flow ENABLE TRIGGER ALL;
+ALTER TABLE stripepay.user_trigger ENABLE TRIGGER ALL;
+SELECT table_name, trigger_name FROM stripepay.user_trigger ORDER BY 1, 2;
+-- only a superuser makes them
+SET ROLE stripepay_admin;
+SELECT * FROM stripepay.restore_user_triggers();
+RESET ROLE;
+SELECT * FROM stripepay.restore_user_triggers();
 SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'stripepay.refund_flow'::regclass AND NOT tgisinternal;
--- one that is there already is left as it is
-INSERT INTO stripepay.user_trigger (table_name, trigger_name, definition, enabled)
-VALUES ('refund_flow', 'restored', 'CREATE TRIGGER restored BEFORE INSERT ON stripepay.refund_flow FOR EACH ROW EXECUTE FUNCTION public.regress_log_payment()', 'O')
-ON CONFLICT DO NOTHING;
-SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'stripepay.refund_flow'::regclass AND NOT tgisinternal;
+-- made once: a second call has nothing to make
+SELECT * FROM stripepay.restore_user_triggers();
 
--- a row that is anything but that one CREATE TRIGGER is refused
+-- a row that is anything but that one CREATE TRIGGER is refused when made,
+-- and nothing of it runs
 \set VERBOSITY sqlstate
 INSERT INTO stripepay.user_trigger VALUES ('refund_flow', 'evil', 'DROP TABLE stripepay.refund', 'O');
-INSERT INTO stripepay.user_trigger VALUES ('refund_flow', 'evil', 'CREATE TRIGGER evil AFTER INSERT ON stripepay.refund_flow FOR EACH ROW EXECUTE FUNCTION public.regress_log_payment(); DROP TABLE stripepay.refund', 'O');
-INSERT INTO stripepay.user_trigger VALUES ('refund_flow', 'evil', 'CREATE TRIGGER evil AFTER INSERT ON stripepay.refund FOR EACH ROW EXECUTE FUNCTION public.regress_log_payment()', 'O');
-INSERT INTO stripepay.user_trigger VALUES ('refund_flow', 'evil', 'CREATE TRIGGER evil AFTER INSERT ON refund_flow FOR EACH ROW EXECUTE FUNCTION public.regress_log_payment()', 'O');
-INSERT INTO stripepay.user_trigger VALUES ('refund_flow', 'evil', 'CREATE TRIGGER other AFTER INSERT ON stripepay.refund_flow FOR EACH ROW EXECUTE FUNCTION public.regress_log_payment()', 'O');
-INSERT INTO stripepay.user_trigger VALUES ('no_such_table', 'evil', 'CREATE TRIGGER evil AFTER INSERT ON stripepay.no_such_table FOR EACH ROW EXECUTE FUNCTION public.regress_log_payment()', 'O');
+SELECT * FROM stripepay.restore_user_triggers();
+UPDATE stripepay.user_trigger SET definition = 'CREATE TRIGGER evil AFTER INSERT ON stripepay.refund_flow FOR EACH ROW EXECUTE FUNCTION public.regress_log_payment(); DROP TABLE stripepay.refund' WHERE trigger_name = 'evil';
+SELECT * FROM stripepay.restore_user_triggers();
+UPDATE stripepay.user_trigger SET definition = 'CREATE TRIGGER evil AFTER INSERT ON stripepay.refund FOR EACH ROW EXECUTE FUNCTION public.regress_log_payment()' WHERE trigger_name = 'evil';
+SELECT * FROM stripepay.restore_user_triggers();
+UPDATE stripepay.user_trigger SET definition = 'CREATE TRIGGER evil AFTER INSERT ON refund_flow FOR EACH ROW EXECUTE FUNCTION public.regress_log_payment()' WHERE trigger_name = 'evil';
+SELECT * FROM stripepay.restore_user_triggers();
+UPDATE stripepay.user_trigger SET definition = 'CREATE TRIGGER other AFTER INSERT ON stripepay.refund_flow FOR EACH ROW EXECUTE FUNCTION public.regress_log_payment()' WHERE trigger_name = 'evil';
+SELECT * FROM stripepay.restore_user_triggers();
+UPDATE stripepay.user_trigger SET table_name = 'notify_outbox', definition = 'CREATE TRIGGER evil AFTER INSERT ON stripepay.notify_outbox FOR EACH ROW EXECUTE FUNCTION public.regress_log_payment()' WHERE trigger_name = 'evil';
+SELECT * FROM stripepay.restore_user_triggers();
+UPDATE stripepay.user_trigger SET table_name = 'no_such_table', definition = 'CREATE TRIGGER evil AFTER INSERT ON stripepay.no_such_table FOR EACH ROW EXECUTE FUNCTION public.regress_log_payment()' WHERE trigger_name = 'evil';
+SELECT * FROM stripepay.restore_user_triggers();
 \set VERBOSITY default
+SELECT to_regclass('stripepay.refund') IS NOT NULL AS refund_table_kept;
+DELETE FROM stripepay.user_trigger WHERE trigger_name = 'evil';
 
 -- roles without grants: their DDL goes on as ever, and the table is not theirs
 DROP ROLE IF EXISTS regress_sp_ddl;
@@ -64,6 +98,7 @@ ALTER TABLE regress_mine DISABLE TRIGGER mine;
 DROP TABLE regress_mine;
 CREATE TRIGGER sneaky AFTER INSERT ON stripepay.payment_flow FOR EACH ROW EXECUTE FUNCTION regress_noop();
 SELECT * FROM stripepay.user_trigger;
+SELECT * FROM stripepay.restore_user_triggers();
 INSERT INTO stripepay.user_trigger VALUES ('refund_flow', 'x', 'CREATE TRIGGER x AFTER INSERT ON stripepay.refund_flow FOR EACH ROW EXECUTE FUNCTION public.regress_noop()', 'O');
 RESET ROLE;
 DROP FUNCTION regress_noop();

@@ -62,9 +62,27 @@ sp_call_begin(SpCall *call, FunctionCallInfo fcinfo)
 	Oid			role;
 
 	sp_call_begin_unchecked(call, fcinfo);
+	if (call->settings.unrestored_triggers > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_SP_TRIGGERS_NOT_RESTORED),
+				 errmsg("%lld triggers on stripepay's tables are recorded but not made yet",
+						(long long) call->settings.unrestored_triggers),
+				 errdetail("A restore brought them as rows of stripepay.user_trigger; "
+						   "stripepay applies no event without the triggers that act on it."),
+				 errhint("A superuser must run SELECT * FROM stripepay.restore_user_triggers().")));
 	role = call->settings.flow_role;
 	if (!OidIsValid(role))
+	{
+		/* the calling role runs the user's triggers: never a superuser */
+		if (call->settings.user_triggers && superuser_arg(call->caller))
+			ereport(ERROR,
+					(errcode(ERRCODE_SP_NOT_CONFIGURED),
+					 errmsg("stripepay has no flow role, and \"%s\" is a superuser",
+							GetUserNameFromId(call->caller, false)),
+					 errdetail("Without a flow role, the triggers on stripepay's tables run as the calling role."),
+					 errhint("An admin must run SELECT stripepay.configure(flow_role => '<role>').")));
 		return;
+	}
 	if (call->settings.flow_role_name == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_SP_NOT_CONFIGURED),

@@ -17,6 +17,9 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -26,6 +29,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "pure/sp_formats.h"
@@ -434,6 +438,26 @@ stripepay_install(PG_FUNCTION_ARGS)
 {
 	static const char *const roles[] = {"stripepay_admin", "stripepay_user", "stripepay_webhook"};
 	size_t		i;
+	HeapTuple	tuple;
+	Oid			schema_owner;
+
+	/*
+	 * CREATE EXTENSION uses a schema stripepay that exists already.  Its
+	 * owner could drop stripepay's tables, or put tables of its own under
+	 * their names for the notifier to write as a superuser.
+	 */
+	tuple = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(get_namespace_oid("stripepay", false)));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "stripepay: cache lookup failed for schema stripepay");
+	schema_owner = ((Form_pg_namespace) GETSTRUCT(tuple))->nspowner;
+	ReleaseSysCache(tuple);
+	if (!superuser_arg(schema_owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("schema \"stripepay\" is owned by role \"%s\", which is not a superuser",
+						GetUserNameFromId(schema_owner, false)),
+				 errdetail("Its owner could drop or replace stripepay's tables."),
+				 errhint("Drop that schema, or make a superuser its owner, then CREATE EXTENSION stripepay.")));
 
 	SPI_connect();
 	for (i = 0; i < lengthof(roles); i++)

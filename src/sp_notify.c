@@ -27,8 +27,12 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/dependency.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "commands/extension.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "executor/spi.h"
@@ -48,6 +52,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 
 #include "sp_notify.h"
@@ -67,7 +72,6 @@ PGDLLEXPORT void stripepay_notifier_main(Datum main_arg);
  * of one or two each.  A lone notification is sent at once.
  */
 #define NOTIFIER_GATHER_MS 5L
-#define NOTIFIER_RESTART_S 10
 #define NOTIFIER_START_WAIT_MS 1000
 
 /*
@@ -111,8 +115,12 @@ start_notifier(pid_t *pid)
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	/* restarted after an error (a full NOTIFY queue); not after exit(0) */
-	worker.bgw_restart_time = NOTIFIER_RESTART_S;
+	/*
+	 * Never restarted by the postmaster: a restart would find whatever
+	 * then bears the outbox's name.  The next commit that queues a
+	 * notification starts a notifier again.
+	 */
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "stripepay");
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "stripepay_notifier_main");
 	snprintf(worker.bgw_name, BGW_MAXLEN, NOTIFIER_TYPE " for database %u", MyDatabaseId);
@@ -323,8 +331,39 @@ outgoing_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Sends one batch of committed notifications, in outbox order. */
-static uint64
+/*
+ * Whether stripepay.notify_outbox is the extension's own, with no trigger
+ * and no rule: the worker deletes from it as a superuser, and a table that
+ * someone made under that name after the extension was dropped, or a
+ * trigger on it, would run their code with those rights.  The lock taken
+ * is held to the end of the transaction, so the table checked is the table
+ * drained.
+ */
+static bool
+outbox_is_ours(void)
+{
+	Oid			ext = get_extension_oid("stripepay", true);
+	Oid			schema = get_namespace_oid("stripepay", true);
+	Oid			relid;
+	Relation	rel;
+	bool		ours;
+
+	if (!OidIsValid(ext) || !OidIsValid(schema))
+		return false;
+	relid = get_relname_relid("notify_outbox", schema);
+	if (!OidIsValid(relid) || getExtensionOfObject(RelationRelationId, relid) != ext)
+		return false;
+	rel = table_open(relid, AccessShareLock);
+	ours = rel->trigdesc == NULL && rel->rd_rules == NULL;
+	table_close(rel, NoLock);
+	return ours;
+}
+
+/*
+ * Sends one batch of committed notifications, in outbox order; returns how
+ * many, or -1 when the outbox is not stripepay's (anymore).
+ */
+static int64
 drain_outbox(void)
 {
 	SpRows		rows;
@@ -333,6 +372,11 @@ drain_outbox(void)
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	if (!outbox_is_ours())
+	{
+		CommitTransactionCommand();
+		return -1;
+	}
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "sending notifications");
 
@@ -352,7 +396,7 @@ drain_outbox(void)
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
-	return (uint64) rows.nrows;
+	return rows.nrows;
 }
 
 static bool
@@ -377,19 +421,6 @@ release_notifier_lock(void)
 	LockRelease(&tag, ExclusiveLock, true);
 }
 
-/* Whether this database has stripepay installed (it may have been dropped). */
-static bool
-outbox_exists(void)
-{
-	Oid			schema;
-	bool		found;
-
-	StartTransactionCommand();
-	schema = get_namespace_oid("stripepay", true);
-	found = OidIsValid(schema) && OidIsValid(get_relname_relid("notify_outbox", schema));
-	CommitTransactionCommand();
-	return found;
-}
 
 /*
  * The worker runs as the bootstrap superuser, with settings that neither the
@@ -435,14 +466,14 @@ stripepay_notifier_main(Datum main_arg)
 	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(main_arg), InvalidOid, 0);
 	notifier_settings();
 
-	/* dropped since, or another notifier serves this database already */
-	if (!outbox_exists() || !take_notifier_lock())
+	/* another notifier serves this database already */
+	if (!take_notifier_lock())
 		proc_exit(0);
 
 	for (;;)
 	{
 		int			rc;
-		uint64		sent;
+		int64		sent;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -454,6 +485,8 @@ stripepay_notifier_main(Datum main_arg)
 		/* reset before looking: a commit after this sets it again */
 		ResetLatch(MyLatch);
 		sent = drain_outbox();
+		if (sent < 0)
+			proc_exit(0);		/* the extension was dropped, or its outbox is not its own */
 		if (sent > 0)
 			idle_ms = 0;
 		if (sent == NOTIFIER_BATCH)

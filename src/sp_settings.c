@@ -84,6 +84,22 @@ static SpStmt settings_stmt = {
 	"       pg_catalog.date_part('epoch', event_retention)::pg_catalog.int8"
 	"  FROM stripepay.settings"
 };
+/* what sp_call_begin needs to know of the users' triggers (sp_user_triggers.c) */
+static SpStmt user_triggers_stmt = {
+	.sql = "WITH members AS ("
+	"  SELECT d.classid, d.objid FROM pg_catalog.pg_depend d, pg_catalog.pg_extension e"
+	"   WHERE e.extname = 'stripepay' AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass"
+	"     AND d.refobjid = e.oid AND d.deptype = 'e')"
+	" SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t JOIN members m"
+	"          ON m.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND m.objid = t.tgrelid"
+	"         WHERE NOT t.tgisinternal AND NOT EXISTS (SELECT 1 FROM members f"
+	"               WHERE f.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND f.objid = t.tgfoid)),"
+	"        (SELECT pg_catalog.count(*) FROM stripepay.user_trigger u"
+	"          WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t"
+	"                 JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid"
+	"                WHERE c.relnamespace = 'stripepay'::pg_catalog.regnamespace"
+	"                  AND c.relname = u.table_name AND t.tgname = u.trigger_name))"
+};
 static SpStmt secrets_stmt = {
 	.sql = "SELECT endpoint, secret, expires_at FROM stripepay.webhook_secret ORDER BY id DESC"
 };
@@ -371,6 +387,9 @@ sp_settings_load(SpSettings *s)
 		}
 		if (cached.payment_flow == NULL)
 			cached.payment_flow = cache_strdup("checkout");
+		sp_stmt_run(&user_triggers_stmt, NULL, NULL, SP_AS_OWNER, 1, &rows);
+		cached.user_triggers = sp_rows_bool(&rows, 0, 1, NULL);
+		cached.unrestored_triggers = sp_rows_int64(&rows, 0, 2, NULL);
 		settings_valid = true;
 	}
 

@@ -32,6 +32,9 @@ typedef struct SpSettings
 	Oid			flow_role;		/* InvalidOid: the calling role */
 	char	   *flow_role_name;	/* NULL when that role was dropped */
 	int64		event_retention_s;	/* prune_events' default window */
+	bool		user_triggers;	/* users' triggers on stripepay's tables */
+	int64		unrestored_triggers;	/* user_trigger rows without their
+										 * trigger: a restore's */
 } SpSettings;
 
 /* One live signing secret. */

@@ -11,8 +11,14 @@
  * started (ExecutorStart checks every table's privileges) as the owner,
  * and run and finished (where BEFORE and AFTER triggers fire) as the
  * run-as role, in the security context a SECURITY DEFINER function uses,
- * which SET ROLE cannot leave, and in a GUC nest level of its own, so that
- * nothing a trigger sets outlives it.  A statement's own expressions must
+ * which SET ROLE cannot leave, and as a security-restricted operation, as
+ * Postgres runs an index's functions: user code can leave no temporary
+ * object, cursor or role behind in the caller's session.  It runs in a GUC
+ * nest level of its own, so that nothing a trigger sets outlives it.
+ *
+ * A deferred trigger that user code sets off would fire at commit, as the
+ * caller, outside all of this: in a security-restricted operation Postgres
+ * refuses to queue one (42501).  A statement's own expressions must
  * then need no privilege at run time: ids come from sp_next_id(), taken as
  * the owner, never from a column default calling nextval().
  *
@@ -130,7 +136,8 @@ user_code_begin(SpUserCode *uc, Oid run_as)
 {
 	GetUserIdAndSecContext(&uc->saved_user, &uc->saved_sec);
 	uc->nestlevel = NewGUCNestLevel();
-	SetUserIdAndSecContext(run_as, uc->saved_sec | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(run_as, uc->saved_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
 }
 
 static void

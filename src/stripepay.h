@@ -52,6 +52,7 @@ extern bool sp_notify_worker;
 #define ERRCODE_SP_INVALID_FLOW_ROLE	MAKE_SQLSTATE('S','P','0','3','2')
 #define ERRCODE_SP_KEY_FROM_FILE		MAKE_SQLSTATE('S','P','0','3','3')
 #define ERRCODE_SP_BAD_USER_TRIGGER		MAKE_SQLSTATE('S','P','0','3','4')
+#define ERRCODE_SP_TRIGGERS_NOT_RESTORED	MAKE_SQLSTATE('S','P','0','3','5')
 
 /* webhooks: each way an incoming event can be refused */
 #define ERRCODE_SP_NO_SIGNATURE			MAKE_SQLSTATE('S','P','0','2','0')

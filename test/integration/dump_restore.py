@@ -169,6 +169,24 @@ def test_every_row_and_sequence_is_restored():
         check_eq(now[name], digest, f"{name} after the restore")
 
 
+def test_the_triggers_are_made_after_the_restore_and_calls_wait_for_them():
+    """pg_restore brings the shop's triggers as rows of user_trigger; until a
+    superuser makes them, calls that would fire flows are refused (SP035),
+    and nothing ran them over the restored rows."""
+    check_eq(one("SELECT count(*) FROM pg_trigger WHERE tgname = 'shop_log'"), "0",
+             "triggers made by the restore itself")
+    body = event_bytes({"id": "evt_before_triggers", "object": "event"})
+    e = expect_error(f"SELECT * FROM stripepay.stripe_ingest_webhook('\\x{body.hex()}'::bytea,"
+                     f" '{sign(body)}', NULL)", "SP035", db=DB)
+    check("restore_user_triggers" in e.stderr, e.stderr)
+    check_eq(q("SELECT * FROM stripepay.restore_user_triggers() ORDER BY 1"),
+             [["payment_flow", "shop_log"], ["refund_flow", "shop_log"]], "triggers made")
+    check_eq(one("SELECT count(*) FROM pg_trigger WHERE tgname = 'shop_log'"), "2", "triggers now")
+    check_eq(one("SELECT count(*) || ' ' || md5(coalesce(string_agg(l::text, E'\\n' ORDER BY l::text), ''))"
+                 " FROM public.shop_log l"), SOURCE["held"]["shop_log"],
+             "the shop's log: no restored row fired a trigger")
+
+
 def test_settings_and_secrets_are_restored():
     check_eq(q("SELECT mode, flow_role, event_retention FROM stripepay.config"),
              [["test", FLOWS, "120 days"]], "the config view")
@@ -221,6 +239,7 @@ if __name__ == "__main__":
         restore(where)
         run(f"dump-restore-on-{one('SHOW server_version_num')[:2]}", [
             test_every_row_and_sequence_is_restored,
+            test_the_triggers_are_made_after_the_restore_and_calls_wait_for_them,
             test_settings_and_secrets_are_restored,
             test_a_new_payment_continues_the_ids_and_its_signed_event_applies,
             test_a_restored_payment_is_refunded_once,

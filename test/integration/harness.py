@@ -56,12 +56,29 @@ def expect_error(sql, sqlstate, db="sp_integration"):
     raise AssertionError(f"expected SQLSTATE {sqlstate}, but the statement succeeded")
 
 
+# The flow role of the tests' databases: the tests' triggers write their own
+# tables, and the flow role may not be a superuser, nor may a superuser
+# caller stand in for one.
+TEST_FLOW_ROLE = "regress_sp_test_flows"
+
+
+def test_flow_role():
+    psql(f"""DO $$ BEGIN
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{TEST_FLOW_ROLE}') THEN
+            CREATE ROLE {TEST_FLOW_ROLE} IN ROLE pg_read_all_data, pg_write_all_data;
+        END IF; END $$""", db="postgres")
+    return TEST_FLOW_ROLE
+
+
 def fresh_database(db, key=TEST_KEY, webhook_secret=None, **settings):
     """Drops and creates db with the extension, configured with key and
-    settings (success_url defaults to https://shop.example/ok), and
+    settings (success_url defaults to https://shop.example/ok; flow_role to
+    TEST_FLOW_ROLE, which may read and write every table), and
     webhook_secret, when given, as the default endpoint's signing secret."""
     psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)", db="postgres")
     psql(f"CREATE DATABASE {db}", db="postgres")
+    if "flow_role" not in settings:
+        settings["flow_role"] = test_flow_role()
     settings = {"secret_key": key, "success_url": "https://shop.example/ok", **settings}
     args = ", ".join(f"{k} => '{v}'" for k, v in settings.items())
     psql("CREATE EXTENSION stripepay", db=db)

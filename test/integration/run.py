@@ -10,7 +10,8 @@ import threading
 import time
 
 from harness import (EMULATOR, TEST_KEY, SqlError, check, check_eq, emulator, emulator_requests,
-                     emulator_reset, expect_error, fault, fresh_database, psql, run, scalar)
+                     emulator_reset, expect_error, fault, fresh_database, psql, run, scalar,
+                     test_flow_role)
 
 API_VERSION = "2026-10-28.endive"
 DB = "sp_integration"
@@ -26,7 +27,7 @@ def setup():
 def configure(**extra):
     args = dict(secret_key=TEST_KEY, brand_name="Integration Shop",
                 success_url="https://shop.example/ok", cancel_url="https://shop.example/cancel",
-                payment_flow="checkout")
+                payment_flow="checkout", flow_role=test_flow_role())
     args.update(extra)
     sql_args = ", ".join(f"{k} => {quote(v)}" for k, v in args.items())
     psql(f"SELECT 1 FROM stripepay.configure({sql_args})")

@@ -351,6 +351,164 @@ CREATE TRIGGER try_to_leave AFTER INSERT ON stripepay.payment_flow FOR EACH ROW 
 
 # --- secrets stay out of the log -----------------------------------------------
 
+def test_a_superuser_caller_without_a_flow_role_is_refused():
+    """Without a flow role the triggers run as the caller: when that is a
+    superuser, every call that could fire them is refused."""
+    q("SELECT 1 FROM stripepay.configure(flow_role => '')")
+    try:
+        q("TRUNCATE escalation, ran_as")
+        o = order()
+        pid = q(f"SELECT id FROM stripepay.stripe_pay({o}, 'usd', 1500)", USER)[0][0]
+        e = as_role(None, f"SELECT stripepay.refresh_payment({pid})", "SP010")
+        check("is a superuser" in e.message, e.message)
+        as_role(None, "SELECT * FROM stripepay.sync_events()", "SP010")
+        no_escalation("a superuser's call without a flow role")
+    finally:
+        q(f"SELECT 1 FROM stripepay.configure(flow_role => '{FLOWS}')")
+
+
+def test_a_deferred_trigger_set_off_by_a_flow_is_refused():
+    """A deferred trigger fires at commit, as the caller: one that a flow's
+    trigger sets off fails the call (Postgres refuses it in the flows'
+    security-restricted operation, 42501), and nothing is stored."""
+    q("""
+CREATE FUNCTION app_deferred() RETURNS trigger LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
+BEGIN
+  INSERT INTO escalation (who, super, took)
+  VALUES ('deferred:' || current_user, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), false);
+  RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER app_deferred AFTER UPDATE ON orders
+  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION app_deferred();
+""", APP)
+    try:
+        for caller, setup_sql in ((RELAY, ""), (None, "")):
+            q("TRUNCATE escalation, ran_as")
+            o = order()
+            emulator_reset()
+            pid, sess = q(f"SELECT id, checkout_session_id FROM stripepay.stripe_pay({o}, 'usd', 1500)",
+                          USER)[0]
+            emulator("POST", f"/_emulator/checkout/sessions/{sess}/complete", {"outcome": "paid"})
+            if caller == RELAY:
+                paid = next(e for e in emulator_events() if e["type"] == "checkout.session.completed")
+                try:
+                    deliver(paid)
+                    raise AssertionError("a webhook whose flow set off a deferred trigger was stored")
+                except SqlError as err:
+                    check_eq(err.sqlstate, "42501", "SQLSTATE")
+                    check("cannot fire deferred trigger" in err.message, err.stderr)
+            else:
+                as_role(None, f"SELECT stripepay.refresh_payment({pid})", "42501")
+            check_eq(one(f"SELECT status FROM stripepay.payment_record WHERE id = {pid}"), "PENDING",
+                     "the payment after the refused call")
+            check_eq(q("SELECT who FROM escalation WHERE who LIKE 'deferred:%'"), [],
+                     "the deferred trigger never ran")
+        # deferring an immediate one with SET CONSTRAINTS before the call is refused too
+        q("DROP TRIGGER app_deferred ON orders", APP)
+        q("""CREATE CONSTRAINT TRIGGER app_deferred AFTER UPDATE ON orders
+  DEFERRABLE INITIALLY IMMEDIATE FOR EACH ROW EXECUTE FUNCTION app_deferred();""", APP)
+        o = order()
+        emulator_reset()
+        pid, sess = q(f"SELECT id, checkout_session_id FROM stripepay.stripe_pay({o}, 'usd', 1500)", USER)[0]
+        emulator("POST", f"/_emulator/checkout/sessions/{sess}/complete", {"outcome": "paid"})
+        as_role(None, f"BEGIN; SET CONSTRAINTS ALL DEFERRED; SELECT stripepay.refresh_payment({pid}); COMMIT",
+                "42501")
+        # left immediate, it fires inside the flow's window, as the flow role
+        q("TRUNCATE escalation")
+        q(f"SELECT stripepay.refresh_payment({pid})")
+        check_eq(q("SELECT DISTINCT who, super FROM escalation WHERE who LIKE 'deferred:%'"),
+                 [[f"deferred:{FLOWS}", "f"]], "an immediate constraint trigger ran as the flow role")
+        no_escalation("deferred triggers")
+    finally:
+        q("DROP TRIGGER IF EXISTS app_deferred ON orders", APP)
+
+
+def test_user_code_leaves_nothing_in_the_callers_session():
+    """Flows run as a security-restricted operation: a trigger cannot make a
+    temporary table or function that the caller's later statements would
+    use with the caller's rights."""
+    q("""
+CREATE FUNCTION app_plant() RETURNS trigger LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
+BEGIN
+  EXECUTE 'CREATE TEMP TABLE orders (id bigint, status text)';
+  RETURN NULL;
+END $$;
+CREATE TRIGGER app_plant AFTER UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION app_plant();
+""", APP)
+    try:
+        o = order()
+        emulator_reset()
+        pid, sess = q(f"SELECT id, checkout_session_id FROM stripepay.stripe_pay({o}, 'usd', 1500)", USER)[0]
+        emulator("POST", f"/_emulator/checkout/sessions/{sess}/complete", {"outcome": "paid"})
+        e = as_role(None, f"SELECT stripepay.refresh_payment({pid}); SELECT count(*) FROM pg_temp.orders",
+                    "42501")
+        check("security-restricted operation" in e.message, e.message)
+        check_eq(one(f"SELECT status FROM stripepay.payment_record WHERE id = {pid}"), "PENDING",
+                 "the payment after the refused call")
+    finally:
+        q("DROP TRIGGER IF EXISTS app_plant ON orders", APP)
+
+
+def test_a_roles_open_ddl_never_blocks_anothers():
+    """The event triggers write only when DDL touches stripepay's tables, and
+    only rows that changed: a role with no grants holding its DDL open
+    blocks no one."""
+    holder = background("BEGIN; ALTER TABLE IF EXISTS no_such_table ADD COLUMN b int;"
+                        " CREATE TABLE mine (a int); ALTER TABLE mine ADD COLUMN b int; SELECT pg_sleep(3); COMMIT",
+                        APP)
+    try:
+        time.sleep(0.5)
+        q("SET lock_timeout = '1s'; CREATE FUNCTION noop_flow() RETURNS trigger LANGUAGE plpgsql"
+          " AS 'BEGIN RETURN NULL; END';"
+          " CREATE TRIGGER noop_flow AFTER INSERT ON stripepay.refund_flow FOR EACH ROW"
+          " EXECUTE FUNCTION noop_flow(); DROP TRIGGER noop_flow ON stripepay.refund_flow;"
+          " DROP FUNCTION noop_flow()")
+    finally:
+        holder.wait(30)
+        q("DROP TABLE IF EXISTS mine", APP)
+
+
+def test_the_notifier_drains_only_the_extensions_own_outbox():
+    """The notifier deletes from stripepay.notify_outbox as a superuser. A
+    schema made by someone else is refused at CREATE EXTENSION; after the
+    extension is dropped, a table planted under the outbox's name, with a
+    trigger, is never drained."""
+    db = "sp_security_outbox"
+    owner = "regress_sec_dbowner"
+    psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)", db="postgres")
+    psql(f"DROP ROLE IF EXISTS {owner}; CREATE ROLE {owner} LOGIN", db="postgres")
+    psql(f"CREATE DATABASE {db} OWNER {owner}", db="postgres")
+    env = dict(os.environ, PGUSER=owner)
+    try:
+        psql("CREATE SCHEMA stripepay", db=db, env=env)
+        e = expect_error("CREATE EXTENSION stripepay", "42501", db=db)
+        check(f'owned by role "{owner}"' in e.message, e.message)
+        psql("DROP SCHEMA stripepay", db=db, env=env)
+        psql("CREATE EXTENSION stripepay; SELECT stripepay._notify('c', 'x')", db=db)
+        psql("DROP EXTENSION stripepay; DROP SCHEMA stripepay", db=db)
+        psql("""
+CREATE SCHEMA stripepay;
+CREATE TABLE stripepay.notify_outbox (id bigint PRIMARY KEY, channel text, payload text);
+INSERT INTO stripepay.notify_outbox VALUES (1, 'c', 'planted');
+CREATE FUNCTION public.grab() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+    EXECUTE 'ALTER ROLE regress_sec_dbowner SUPERUSER';
+  END IF;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER grab AFTER DELETE ON stripepay.notify_outbox FOR EACH STATEMENT EXECUTE FUNCTION public.grab();
+""", db=db, env=env)
+        time.sleep(12)    # past a restart the postmaster would have made
+        check_eq(psql(f"SELECT rolsuper FROM pg_roles WHERE rolname = '{owner}'", db=db)[0][0], "f",
+                 "the database owner after the planted outbox")
+        check_eq(psql("SELECT count(*) FROM stripepay.notify_outbox", db=db)[0][0], "1",
+                 "the planted row was never drained")
+    finally:
+        psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)", db="postgres")
+        psql(f"DROP ROLE IF EXISTS {owner}", db="postgres")
+
+
 def log_text():
     with open(os.environ["SP_SERVER_LOG"], errors="replace") as f:
         return f.read()
@@ -648,6 +806,11 @@ if __name__ == "__main__":
             test_every_path_that_fires_a_flow_runs_as_the_flow_role,
             test_without_a_flow_role_flows_run_as_the_calling_role,
             test_the_flow_role_is_never_a_superuser_nor_someone_elses,
+            test_a_superuser_caller_without_a_flow_role_is_refused,
+            test_a_deferred_trigger_set_off_by_a_flow_is_refused,
+            test_user_code_leaves_nothing_in_the_callers_session,
+            test_a_roles_open_ddl_never_blocks_anothers,
+            test_the_notifier_drains_only_the_extensions_own_outbox,
             test_a_trigger_cannot_leave_the_flow_role,
             test_no_secret_reaches_the_log_by_any_route,
             test_the_key_can_come_from_a_file_the_server_reads,

@@ -10,7 +10,8 @@ import re
 import time
 
 from harness import (TEST_KEY, WEBHOOK_SECRET, check, check_eq, emulator,
-                     emulator_reset, event_bytes, expect_error, psql, run, sign)
+                     emulator_reset, event_bytes, expect_error, psql, run, sign,
+                     test_flow_role)
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 FRESH, UPDATED = "sp_upgrade_fresh", "sp_upgrade_updated"
@@ -205,7 +206,11 @@ def setup():
     psql(f"CREATE DATABASE {FRESH}", db="postgres")
     psql("CREATE EXTENSION stripepay", db=FRESH)
     installed_0_1_0(UPDATED)
-    psql("ALTER EXTENSION stripepay UPDATE TO '0.2.0'", db=UPDATED)
+    # as the README says: the flow role named in the update's transaction
+    psql(f"""BEGIN;
+ALTER EXTENSION stripepay UPDATE TO '0.2.0';
+SELECT 1 FROM stripepay.configure(flow_role => '{test_flow_role()}');
+COMMIT;""", db=UPDATED)
 
 
 def test_updated_catalog_is_the_fresh_one():
@@ -277,7 +282,7 @@ def test_settings_survive_and_new_ones_default():
     row = psql("SELECT mode, success_url, flow_role, event_retention, "
                "secret_key = stripepay.mask_key(%s) FROM stripepay.config" % (
                    "'" + TEST_KEY + "'"), db=UPDATED)[0]
-    check_eq(row, ["test", "https://shop.example/ok", "", "90 days", "t"], "config")
+    check_eq(row, ["test", "https://shop.example/ok", test_flow_role(), "90 days", "t"], "config")
 
 
 def test_triggers_made_before_are_recorded():
