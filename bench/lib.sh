@@ -41,3 +41,15 @@ check() {
 		fail=1
 	fi
 }
+
+# Points the current database's stripepay functions at a private copy of the
+# stripepay.so this run built (or at BENCH_SO): others install their builds
+# into the shared library directory at any time, and a backend that loaded
+# another build mid-run would run other code, or find a function missing.
+# The notifier worker still loads the installed library by name.
+bench_pin_module() {
+	local so=${BENCH_SO:-$SP_TMP/stripepay.so}
+	[ -n "${BENCH_SO:-}" ] || [ -f "$so" ] || install -m 755 "$SP_ROOT/stripepay.so" "$so"
+	psql -X -q -At -v ON_ERROR_STOP=1 \
+		-c "UPDATE pg_catalog.pg_proc SET probin = '$so' WHERE probin = '\$libdir/stripepay'" >/dev/null
+}

@@ -15,6 +15,11 @@
       Prints "n<TAB>Stripe-Signature" (COPY text) for events FIRST..LAST,
       signed now: t=<unix time>,v1=HMAC-SHA256(secret, "<t>." + body).
 
+  events.py templates FIXTURES_DIR
+      Prints SQL that fills bench_template (slot, type, prefix, obj) with the
+      data.object of Stripe event fixtures of the pinned API version, one
+      slot in 20 per share of the mix (prefill.sql's input).
+
 Generation is deterministic (seeded by the event number), so a second run
 makes the same bytes.
 """
@@ -175,9 +180,40 @@ def sign(bodies_path, secret, first, last):
         out.write(b"%d\t%s\n" % (n, signature))
 
 
+# The prefill's mix of types, in twentieths: what a shop taking one-time
+# payments and a few subscriptions receives.  (fixture, event type, id prefix)
+MIX = [("payment_intent.succeeded", "payment_intent.succeeded", "pi_3Q")] * 5 \
+    + [("checkout.session.completed", "checkout.session.completed", "cs_test_a1")] * 4 \
+    + [("charge.refunded", "charge.succeeded", "ch_3Q")] * 3 \
+    + [("invoice.paid", "invoice.paid", "in_1Q")] * 2 \
+    + [("customer.subscription.updated", "customer.subscription.updated", "sub_1Q")] * 2 \
+    + [("payment_intent.payment_failed", "payment_intent.payment_failed", "pi_3Q")] \
+    + [("checkout.session.expired", "checkout.session.expired", "cs_test_a1")] \
+    + [("refund.created", "refund.created", "re_3Q")] \
+    + [("customer.subscription.deleted", "customer.subscription.deleted", "sub_1Q")]
+
+
+def templates(fixtures):
+    assert len(MIX) == 20
+    out = sys.stdout
+    out.write("INSERT INTO bench_template (slot, type, prefix, obj) VALUES\n")
+    rows = []
+    for slot, (name, typ, prefix) in enumerate(MIX):
+        with open(f"{fixtures}/{name}.json", encoding="utf-8") as f:
+            obj = json.load(f)["data"]["object"]
+        if typ == "charge.succeeded":
+            obj.update(amount_refunded=0, refunded=False)
+        text = json.dumps(obj, ensure_ascii=False)
+        assert "$tpl$" not in text
+        rows.append(f"({slot}, '{typ}', '{prefix}', $tpl${text}$tpl$)")
+    out.write(",\n".join(rows) + ";\n")
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "generate":
         generate(*sys.argv[2:])
+    elif len(sys.argv) == 3 and sys.argv[1] == "templates":
+        templates(sys.argv[2])
     elif len(sys.argv) == 6 and sys.argv[1] == "sign":
         sign(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
     else:

@@ -1,6 +1,7 @@
 -- bench/ingest set-up: the extension, a signing secret, a shop's orders
--- table with the README's mark_order_paid trigger on the payment actionflow,
--- one PENDING payment (and order) per event, and the benchmark's own tables.
+-- table with the README's flow role and mark_order_paid trigger on the
+-- payment actionflow, one PENDING payment (and order) per event, and the
+-- benchmark's own tables.
 -- psql variables: total (payments to create), secret (whsec_...).
 \set ON_ERROR_STOP on
 CREATE EXTENSION stripepay;
@@ -10,16 +11,35 @@ CREATE TABLE public.orders (
     id          bigint PRIMARY KEY,
     amount      bigint NOT NULL,
     currency    text NOT NULL,
-    status      text NOT NULL DEFAULT 'pending',
+    status      text NOT NULL DEFAULT 'new',
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 
--- as in the README: what a real user attaches to the payment flow
+-- as the README sets it up: the user's triggers run as a flow role that may
+-- touch the orders and nothing else, never as the extension's owner
+-- (roles are the cluster's: a second database finds it there)
+DO $$ BEGIN CREATE ROLE shop_flows; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+GRANT SELECT, INSERT, UPDATE ON public.orders TO shop_flows;
+GRANT USAGE ON SCHEMA stripepay TO shop_flows;
+SELECT flow_role FROM stripepay.configure(flow_role => 'shop_flows');
+
+-- the README's mark_order_paid: what a real user attaches to the payment flow
 CREATE FUNCTION public.mark_order_paid() RETURNS trigger
-LANGUAGE plpgsql SET search_path = public AS $$
+LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
 BEGIN
-    IF NOT NEW.already_processed THEN
-        UPDATE orders SET status = lower(NEW.payment_status) WHERE id = NEW.order_id;
+    IF NEW.already_processed THEN
+        RETURN NEW;
+    END IF;
+    IF NEW.payment_status = 'SUCCESSFUL' THEN
+        -- a payment opened for another amount or currency pays nothing
+        UPDATE orders SET status = 'paid'
+         WHERE id = NEW.order_id AND amount = NEW.amount AND currency = NEW.currency;
+        IF NOT FOUND THEN
+            RAISE WARNING 'payment % does not pay order %', NEW.payment_id, NEW.order_id;
+        END IF;
+    ELSE
+        UPDATE orders SET status = lower(NEW.payment_status)
+         WHERE id = NEW.order_id AND status <> 'paid';
     END IF;
     RETURN NEW;
 END $$;

@@ -6,7 +6,7 @@
 \set n :base + :client_id * :per + :i
 \set i :i + 1
 WITH p AS (
-    SELECT id, order_id, payment_intent_id FROM stripepay.payment_record WHERE id = :n
+    SELECT id, order_id, payment_intent_id, amount, currency FROM stripepay.payment_record WHERE id = :n
 ), ev AS (
     INSERT INTO stripepay.webhook_event (id, type, api_version, livemode, created, object_id,
                                          endpoint, order_id, payment_id, payload)
@@ -24,6 +24,7 @@ WITH p AS (
     RETURNING r.id
 )
 INSERT INTO stripepay.payment_flow (event_id, event_type, order_id, payment_id, payment_status,
-                                    already_processed)
-SELECT ev.id, 'payment_intent.succeeded', ev.order_id, ev.payment_id, 'SUCCESSFUL', false
-  FROM ev JOIN up ON up.id = ev.payment_id;
+                                    already_processed, amount, currency)
+SELECT ev.id, 'payment_intent.succeeded', ev.order_id, ev.payment_id, 'SUCCESSFUL', false,
+       p.amount, p.currency
+  FROM ev JOIN up ON up.id = ev.payment_id JOIN p ON p.id = ev.payment_id;
