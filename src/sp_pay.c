@@ -55,24 +55,20 @@ static SpStmt close_stmt = {
 	" WHERE id = $1 AND status IN ('PENDING', 'FAILED')",
 	.nargs = 1, .argtypes = {INT8OID}
 };
+/*
+ * The payment is written once, with what Stripe answered: its id, taken
+ * first, names it in the request's metadata and Idempotency-Key.  No
+ * webhook can name it before this transaction commits, since the buyer
+ * needs the URL or client secret the call returns.
+ */
 static SpStmt record_stmt = {
-	.sql = "INSERT INTO stripepay.payment_record (id, order_id, currency, amount, flow, created_by)"
-	" VALUES ($1, $2, $3, $4, $5, $6)",
-	.nargs = 6, .argtypes = {INT8OID, INT8OID, TEXTOID, INT8OID, TEXTOID, NAMEOID}
-};
-static SpStmt session_stmt = {
-	.sql = "UPDATE stripepay.payment_record SET checkout_session_id = $2, checkout_url = $3,"
-	"       payment_intent_id = $4,"
-	"       expires_at = pg_catalog.to_timestamp($5::pg_catalog.float8),"
-	"       livemode = $6::pg_catalog.bool, updated_at = pg_catalog.now()"
-	" WHERE id = $1 RETURNING *",
-	.nargs = 6, .argtypes = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}
-};
-static SpStmt intent_stmt = {
-	.sql = "UPDATE stripepay.payment_record SET payment_intent_id = $2,"
-	"       livemode = $3::pg_catalog.bool, client_secret = $4, updated_at = pg_catalog.now()"
-	" WHERE id = $1 RETURNING *",
-	.nargs = 4, .argtypes = {INT8OID, TEXTOID, TEXTOID, TEXTOID}
+	.sql = "INSERT INTO stripepay.payment_record (id, order_id, currency, amount, flow, created_by,"
+	"       checkout_session_id, checkout_url, payment_intent_id, expires_at, livemode, client_secret)"
+	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, pg_catalog.to_timestamp($10::pg_catalog.float8),"
+	"         $11::pg_catalog.bool, $12)"
+	" RETURNING *",
+	.nargs = 12, .argtypes = {INT8OID, INT8OID, TEXTOID, INT8OID, TEXTOID, NAMEOID,
+	TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}
 };
 
 static SpForm *
@@ -163,37 +159,24 @@ find_open_payment(int64 order_id, const SpCurrency *currency, int64 amount,
 	return rows->nrows > 0;
 }
 
-static int64
-record_payment(const SpCall *call, int64 order_id, const SpCurrency *currency, int64 amount)
-{
-	int64		id = sp_next_id("payment_record_id_seq");
-	Datum		values[6];
-
-	values[0] = Int64GetDatum(id);
-	values[1] = Int64GetDatum(order_id);
-	values[2] = CStringGetTextDatum(currency->code);
-	values[3] = Int64GetDatum(amount);
-	values[4] = CStringGetTextDatum(call->settings.payment_flow);
-	values[5] = sp_call_caller_name(call);
-	sp_stmt_run(&record_stmt, values, NULL, call->run_as, 0, NULL);
-	return id;
-}
-
-/* Creates the Checkout Session or PaymentIntent and records its ids. */
+/*
+ * Creates the Checkout Session or PaymentIntent of a new payment, and
+ * records the PENDING payment with its ids.
+ */
 static void
-open_at_stripe(const SpCall *call, bool checkout, int64 order_id, int64 payment_id,
-			   const SpCurrency *currency, int64 amount, SpRows *rows)
+open_at_stripe(const SpCall *call, bool checkout, int64 order_id, const SpCurrency *currency,
+			   int64 amount, SpRows *rows)
 {
 	static const char *const paths[] = {
 		"id", "url", "payment_intent", "expires_at", "livemode", "client_secret"
 	};
 	const char *f[lengthof(paths)];
 	const char *what = checkout ? "Checkout Session" : "PaymentIntent";
+	int64		payment_id = sp_next_id("payment_record_id_seq");
 	SpForm	   *form;
 	SpHttpResponse resp;
-	Datum		values[6];
-	bool		nulls[6];
-	int			i;
+	Datum		values[12];
+	bool		nulls[12];
 
 	form = checkout
 		? checkout_form(&call->settings, order_id, payment_id, currency, amount)
@@ -210,28 +193,28 @@ open_at_stripe(const SpCall *call, bool checkout, int64 order_id, int64 payment_
 						   f[0] == NULL ? "id" : checkout ? "url" : "client_secret"),
 				 errcontext("Stripe request POST, Request-Id %s", resp.request_id)));
 
+	memset(nulls, false, sizeof(nulls));
 	values[0] = Int64GetDatum(payment_id);
-	nulls[0] = false;
-	if (checkout)
-	{
-		for (i = 0; i < 5; i++)
-			values[i + 1] = sp_text_or_null(f[i], &nulls[i + 1]);
-		sp_stmt_run(&session_stmt, values, nulls, call->run_as, 1, rows);
-	}
-	else
-	{
-		values[1] = sp_text_or_null(f[0], &nulls[1]);
-		values[2] = sp_text_or_null(f[4], &nulls[2]);
-		values[3] = sp_text_or_null(f[5], &nulls[3]);
-		sp_stmt_run(&intent_stmt, values, nulls, call->run_as, 1, rows);
-	}
+	values[1] = Int64GetDatum(order_id);
+	values[2] = CStringGetTextDatum(currency->code);
+	values[3] = Int64GetDatum(amount);
+	values[4] = CStringGetTextDatum(call->settings.payment_flow);
+	values[5] = sp_call_caller_name(call);
+	values[6] = sp_text_or_null(checkout ? f[0] : NULL, &nulls[6]);
+	values[7] = sp_text_or_null(checkout ? f[1] : NULL, &nulls[7]);
+	values[8] = sp_text_or_null(checkout ? f[2] : f[0], &nulls[8]);
+	values[9] = sp_text_or_null(checkout ? f[3] : NULL, &nulls[9]);
+	values[10] = sp_text_or_null(f[4], &nulls[10]);
+	values[11] = sp_text_or_null(checkout ? NULL : f[5], &nulls[11]);
+	sp_stmt_run(&record_stmt, values, nulls, call->run_as, 1, rows);
 }
 
 /*
  * stripe_pay(order_id bigint, currency text, amount numeric)
  *
- * Records a PENDING payment and creates its Checkout Session (or
- * PaymentIntent), returning the payment_record row.
+ * Creates a Checkout Session (or PaymentIntent) for the order and records
+ * it as a PENDING payment, returning the payment_record row; or returns the
+ * order's open payment for the same amount.
  */
 Datum
 stripepay_stripe_pay(PG_FUNCTION_ARGS)
@@ -241,7 +224,6 @@ stripepay_stripe_pay(PG_FUNCTION_ARGS)
 	const SpCurrency *currency;
 	int64		amount;
 	bool		checkout;
-	int64		payment_id;
 	SpRows		rows;
 
 	sp_require_arg(fcinfo, 0, "order_id");
@@ -265,8 +247,7 @@ stripepay_stripe_pay(PG_FUNCTION_ARGS)
 	{
 		sp_close_open_ways_to_pay(call.settings.secret_key, order_id, &open_ways_stmt, &close_stmt,
 								  call.run_as, payment_completed);
-		payment_id = record_payment(&call, order_id, currency, amount);
-		open_at_stripe(&call, checkout, order_id, payment_id, currency, amount, &rows);
+		open_at_stripe(&call, checkout, order_id, currency, amount, &rows);
 	}
 	sp_call_end(&call);
 	return sp_rows_composite(&rows, 0, fcinfo);
