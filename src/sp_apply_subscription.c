@@ -106,18 +106,18 @@ typedef struct SubRow
 	int64		id;
 	int64		order_id;
 	char	   *status;
-	bool		has_event_created;
-	TimestampTz event_created;
-	bool		cancel_at_period_end;
 	char	   *changed_from_status;
+	TimestampTz event_created;
+	TimestampTz cancel_at;
+	TimestampTz period_end;
+	TimestampTz changed_from_cancel_at; /* DT_NOBEGIN: from none */
+	bool		has_event_created;
+	bool		cancel_at_period_end;
 	bool		has_changed_from_cape;
 	bool		changed_from_cape;
 	bool		has_cancel_at;
-	TimestampTz cancel_at;
 	bool		has_period_end;
-	TimestampTz period_end;
 	bool		has_changed_from_cancel_at;
-	TimestampTz changed_from_cancel_at; /* DT_NOBEGIN: from none */
 } SubRow;
 
 static bool

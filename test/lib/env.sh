@@ -41,13 +41,26 @@ sp_pg_bindir() {
 	echo "$d"
 }
 
+# A failed build stops everything: the tests must never run the library
+# that an earlier build installed.
 sp_build_install() {
+	local log
 	export PG_CONFIG=${PG_CONFIG:-$(sp_pg_bindir)/pg_config}
 	[ -x "$PG_CONFIG" ] || PG_CONFIG=pg_config
+	log=$(mktemp "${TMPDIR:-/tmp}/stripepay-build.XXXXXX")
 	sp_log "building stripepay"
-	make -C "$SP_ROOT" -s PG_CONFIG="$PG_CONFIG" >/dev/null
+	if ! make -C "$SP_ROOT" -s PG_CONFIG="$PG_CONFIG" >"$log" 2>&1; then
+		cat "$log" >&2
+		rm -f "$log"
+		sp_die "the build failed"
+	fi
 	sp_log "installing stripepay"
-	make -C "$SP_ROOT" -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+	if ! make -C "$SP_ROOT" -s PG_CONFIG="$PG_CONFIG" install >"$log" 2>&1; then
+		cat "$log" >&2
+		rm -f "$log"
+		sp_die "the installation failed"
+	fi
+	rm -f "$log"
 }
 
 # Runs a command as the cluster's owner: Postgres will not run as root.
