@@ -54,6 +54,15 @@ RETURNS text LANGUAGE sql STABLE AS $$
 	SELECT regress_sp.sign(convert_to(body, 'UTF8'), secret, at)
 $$;
 
+-- The test secrets by name: a refused ingest's statement is written to the
+-- server log, which must never hold a secret, even a test one.
+CREATE FUNCTION regress_sp.secret(name text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+	SELECT CASE name WHEN 'default' THEN 'whsec_regressDefaultSecret0001'
+					 WHEN 'payments' THEN 'whsec_regressPaymentsSecret001'
+					 WHEN 'expired' THEN 'whsec_regressExpiredSecret0001'
+					 WHEN 'other' THEN 'whsec_regressSomeOtherSecret01' END
+$$;
+
 -- Times: the story's events are at T0 + t seconds, shown as t.
 CREATE FUNCTION regress_sp.t(ts timestamptz) RETURNS bigint LANGUAGE sql IMMUTABLE AS $$
 	SELECT extract(epoch FROM ts)::bigint - 1793200000

@@ -63,7 +63,7 @@ SELECT * FROM stripepay.stripe_ingest_webhook(convert_to(:'body', 'UTF8'), :'sig
 -- an expired secret is not live
 SELECT endpoint, secret, live FROM stripepay.add_webhook_secret('whsec_regressExpiredSecret0001', 'expired', now() - interval '1 hour');
 SELECT * FROM stripepay.stripe_ingest_webhook(convert_to(:'body', 'UTF8'),
-	regress_sp.sign(:'body', 'whsec_regressExpiredSecret0001'), 'expired');
+	regress_sp.sign(:'body', regress_sp.secret('expired')), 'expired');
 \echo :LAST_ERROR_SQLSTATE
 
 -- with no live secret at all, whatever the endpoint
@@ -76,7 +76,7 @@ SELECT endpoint, secret, live FROM stripepay.add_webhook_secret('whsec_regressPa
 -- SP026: the signature does not match
 -- made with another secret
 SELECT * FROM stripepay.stripe_ingest_webhook(convert_to(:'body', 'UTF8'),
-	regress_sp.sign(:'body', 'whsec_regressSomeOtherSecret01'), 'default');
+	regress_sp.sign(:'body', regress_sp.secret('other')), 'default');
 \echo :LAST_ERROR_SQLSTATE
 -- a body changed after it was signed (one space added)
 SELECT * FROM stripepay.stripe_ingest_webhook(convert_to(:'body' || ' ', 'UTF8'), :'sig', 'default');
@@ -87,13 +87,13 @@ SELECT * FROM stripepay.stripe_ingest_webhook(convert_to(:'body', 'UTF8'),
 \echo :LAST_ERROR_SQLSTATE
 -- signed for the endpoint 'payments', delivered to 'default'; and the reverse
 SELECT * FROM stripepay.stripe_ingest_webhook(convert_to(:'body', 'UTF8'),
-	regress_sp.sign(:'body', 'whsec_regressPaymentsSecret001'), 'default');
+	regress_sp.sign(:'body', regress_sp.secret('payments')), 'default');
 \echo :LAST_ERROR_SQLSTATE
 SELECT * FROM stripepay.stripe_ingest_webhook(convert_to(:'body', 'UTF8'), :'sig', 'payments');
 \echo :LAST_ERROR_SQLSTATE
 -- the expired secret does not count when any live secret may (endpoint NULL)
 SELECT * FROM stripepay.stripe_ingest_webhook(convert_to(:'body', 'UTF8'),
-	regress_sp.sign(:'body', 'whsec_regressExpiredSecret0001'), NULL);
+	regress_sp.sign(:'body', regress_sp.secret('expired')), NULL);
 \echo :LAST_ERROR_SQLSTATE
 
 -- SP027: authentic, but not JSON, or JSON that jsonb cannot store

@@ -917,11 +917,17 @@ def test_batches_form_under_concurrency():
     relay = Relay("batch-load", args=["--pool", "2"]).start()
     prefix = f"evt_rb_{PID}_"
     events = [plan_event(f"{prefix}{i}") for i in range(400)]
-    # which backends stored them: a batch must leave its connection usable
+    # which backends stored them: a batch must leave its connection usable;
+    # batches form only while requests queue
     q(f"""CREATE TABLE public.relay_backends (pid int);
           CREATE FUNCTION public.relay_note_backend() RETURNS trigger LANGUAGE plpgsql AS $$
           BEGIN
-            IF NEW.id LIKE '{prefix}%' THEN INSERT INTO public.relay_backends VALUES (pg_backend_pid()); END IF;
+            IF NEW.id LIKE '{prefix}%' THEN
+              INSERT INTO public.relay_backends VALUES (pg_backend_pid());
+              -- each event holds its connection a little, so that 16 senders
+              -- queue behind 2 connections however fast the machine is
+              PERFORM pg_sleep(0.005);
+            END IF;
             RETURN NULL;
           END $$;
           CREATE TRIGGER relay_note_backend AFTER INSERT ON stripepay.webhook_event
