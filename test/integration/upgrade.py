@@ -139,8 +139,9 @@ def ingest_in(db, payload):
 
 def installed_0_1_0(db):
     """A database with 0.1.0 installed and holding what a shop had: payments
-    in each status, a refund, a subscription scheduled to cancel, events, a
-    waiting event, flow rows, settings and a webhook secret.
+    in each status and a renewal, refunds that succeeded, failed and wait, a
+    subscription scheduled to cancel, events, a waiting event, a row of each
+    flow, settings and a webhook secret.
 
     The rows go in by INSERT: the new library refuses the 0.1.0 functions."""
     psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)", db="postgres")
@@ -165,11 +166,28 @@ VALUES (100, 'SUCCESSFUL', 'usd', 2500, 500, 'checkout', 'cs_up_paid', 'pi_up_pa
 	'ch_up_paid', false, '2026-11-02 00:00+00', 'app'),
 	(101, 'PENDING', 'eur', 900, 0, 'checkout', 'cs_up_open', NULL, NULL, false, NULL, 'app'),
 	(102, 'FAILED', 'usd', 700, 0, 'payment_intent', NULL, 'pi_up_failed', NULL, false,
+	 '2026-11-03 00:00+00', 'app'),
+	(103, 'CANCELED', 'usd', 800, 0, 'checkout', 'cs_up_expired', NULL, NULL, false,
 	 '2026-11-03 00:00+00', 'app');
+INSERT INTO stripepay.payment_record (order_id, kind, recurring_payment_id, status, currency,
+	amount, amount_refunded, flow, invoice_id, payment_intent_id, charge_id, livemode,
+	event_created, created_by)
+SELECT 502, 'RENEWAL', id, 'SUCCESSFUL', 'usd', 1500, 200, 'invoice', 'in_up_renewal', 'pi_up_renewal',
+	'ch_up_renewal', false, '2026-11-06 00:00+00', 'app'
+  FROM stripepay.recurring_payment WHERE order_id = 500;
 INSERT INTO stripepay.refund (payment_id, order_id, currency, amount, status, stripe_refund_id,
 	event_created, created_by)
 SELECT id, 100, 'usd', 500, 'SUCCEEDED', 're_up_1', '2026-11-04 00:00+00', 'admin'
   FROM stripepay.payment_record WHERE order_id = 100;
+INSERT INTO stripepay.refund (payment_id, order_id, currency, amount, status, stripe_refund_id,
+	failure_reason, event_created, created_by)
+SELECT id, 100, 'usd', 300, 'FAILED', 're_up_failed', 'expired_or_canceled_card',
+	'2026-11-04 00:01+00', 'admin'
+  FROM stripepay.payment_record WHERE order_id = 100;
+INSERT INTO stripepay.refund (payment_id, order_id, currency, amount, status, stripe_refund_id,
+	event_created, created_by)
+SELECT id, 502, 'usd', 200, 'PENDING', 're_up_pending', NULL, 'admin'
+  FROM stripepay.payment_record WHERE order_id = 502;
 INSERT INTO stripepay.webhook_event (id, type, api_version, livemode, created, object_id,
 	payment_id, order_id, payload)
 SELECT 'evt_up_' || g, 'checkout.session.completed', '2026-10-28.endive', false,
@@ -186,7 +204,16 @@ INSERT INTO stripepay.payment_flow (payment_id, order_id, event_id, event_type,
 SELECT id, 100, 'evt_up_1', 'checkout.session.completed', 'SUCCESSFUL', false FROM stripepay.payment_record WHERE order_id = 100;
 INSERT INTO stripepay.refund_flow (refund_id, payment_id, order_id, event_id, event_type,
 	refund_status, amount, already_processed)
-SELECT r.id, r.payment_id, 100, 'evt_up_2', 'refund.updated', 'SUCCEEDED', 500, false FROM stripepay.refund r;
+SELECT r.id, r.payment_id, 100, 'evt_up_2', 'refund.updated', 'SUCCEEDED', 500, false
+  FROM stripepay.refund r WHERE r.stripe_refund_id = 're_up_1';
+INSERT INTO stripepay.subscription_flow (event_id, event_type, order_id, recurring_payment_id,
+	status, previous_status, cancel_at_period_end, already_processed)
+SELECT 'evt_up_sub', 'customer.subscription.updated', 500, id, 'ACTIVE', 'ACTIVE', true, false
+  FROM stripepay.recurring_payment WHERE order_id = 500;
+INSERT INTO stripepay.deduction_flow (event_id, event_type, recurring_payment_id,
+	subscription_order_id, payment_id, order_id, invoice_id, currency, amount, already_processed)
+SELECT 'evt_up_renewal', 'invoice.paid', p.recurring_payment_id, 500, p.id, 502, 'in_up_renewal',
+	'usd', 1500, false FROM stripepay.payment_record p WHERE p.order_id = 502;
 CREATE FUNCTION public.shop_paid() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END';
 CREATE TRIGGER shop_paid AFTER INSERT ON stripepay.payment_flow
 	FOR EACH ROW WHEN (NOT NEW.already_processed) EXECUTE FUNCTION public.shop_paid();
@@ -254,8 +281,20 @@ def test_rows_are_kept():
              "(SELECT count(*) FROM stripepay.waiting_event), " \
              "(SELECT count(*) FROM stripepay.payment_flow), " \
              "(SELECT count(*) FROM stripepay.refund_flow), " \
+             "(SELECT count(*) FROM stripepay.subscription_flow), " \
+             "(SELECT count(*) FROM stripepay.deduction_flow), " \
              "(SELECT count(*) FROM stripepay.webhook_secret)"
-    check_eq(psql(counts, db=UPDATED)[0], ["3", "1", "2", "4", "1", "1", "1", "1"], "row counts")
+    check_eq(psql(counts, db=UPDATED)[0], ["5", "3", "2", "4", "1", "1", "1", "1", "1", "1"],
+             "row counts")
+    check_eq(psql("SELECT string_agg(status, ',' ORDER BY order_id) FROM stripepay.payment_record",
+                  db=UPDATED)[0][0], "SUCCESSFUL,PENDING,FAILED,CANCELED,SUCCESSFUL",
+             "a payment in every status")
+    check_eq(psql("SELECT kind, recurring_payment_id IS NOT NULL, invoice_id, charge_id "
+                  "FROM stripepay.payment_record WHERE order_id = 502", db=UPDATED)[0],
+             ["RENEWAL", "t", "in_up_renewal", "ch_up_renewal"], "the renewal")
+    check_eq(psql("SELECT string_agg(status || ':' || coalesce(failure_reason, ''), ',' "
+                  "ORDER BY stripe_refund_id) FROM stripepay.refund", db=UPDATED)[0][0],
+             "SUCCEEDED:,FAILED:expired_or_canceled_card,PENDING:", "refunds in each state")
     row = psql("SELECT status, amount, amount_refunded, currency, charge_id, event_created "
                "FROM stripepay.payment_record WHERE order_id = 100", db=UPDATED)[0]
     check_eq(row, ["SUCCESSFUL", "2500", "500", "usd", "ch_up_paid", "2026-11-02 00:00:00+00"],
@@ -327,6 +366,9 @@ def test_pay_sync_and_refund_after_update():
              [["SUCCEEDED"]], "the refund after the second sync")
     check_eq(psql(f"SELECT amount_refunded FROM stripepay.payment_record WHERE id = {pid}",
                   db=UPDATED)[0][0], "300", "amount_refunded")
+    # the renewal kept from 0.1.0: its pending refund still counts
+    renewal = psql("SELECT id FROM stripepay.payment_record WHERE order_id = 502", db=UPDATED)[0][0]
+    expect_error(f"SELECT stripepay.stripe_refund({renewal}, 1301)", "SP014", db=UPDATED)
 
 
 def test_prune_is_there_after_update():
