@@ -52,3 +52,24 @@ SELECT stripepay.sync_events();
 SELECT stripepay.refresh_payment(1);
 RESET ROLE;
 DROP ROLE regress_sp_plain;
+
+-- the catalog documents itself: \df+, \d+ and \dy+ describe every object
+-- of the extension, every column of its tables and views included (the
+-- schema is not the extension's: DROP EXTENSION leaves it)
+SELECT what FROM (
+	SELECT 'function ' || p.oid::regprocedure AS what, obj_description(p.oid, 'pg_proc') AS d
+	  FROM pg_proc p WHERE p.pronamespace = 'stripepay'::regnamespace
+	UNION ALL
+	SELECT 'relation ' || c.oid::regclass, obj_description(c.oid, 'pg_class')
+	  FROM pg_class c WHERE c.relnamespace = 'stripepay'::regnamespace AND c.relkind IN ('r', 'v')
+	UNION ALL
+	SELECT 'column ' || c.oid::regclass || '.' || a.attname, col_description(c.oid, a.attnum)
+	  FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+	 WHERE c.relnamespace = 'stripepay'::regnamespace AND c.relkind IN ('r', 'v')
+	   AND a.attnum > 0 AND NOT a.attisdropped
+	UNION ALL
+	SELECT 'event trigger ' || e.evtname, obj_description(e.oid, 'pg_event_trigger')
+	  FROM pg_event_trigger e JOIN pg_depend dep ON dep.objid = e.oid
+	   AND dep.classid = 'pg_event_trigger'::regclass AND dep.deptype = 'e'
+	   AND dep.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'stripepay')
+) objects WHERE d IS NULL ORDER BY 1;

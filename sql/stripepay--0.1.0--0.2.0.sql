@@ -349,3 +349,140 @@ COMMENT ON TABLE @extschema@.deduction_flow IS
 COMMENT ON COLUMN @extschema@.deduction_flow.subscription_order_id IS 'The subscription''s order.';
 COMMENT ON COLUMN @extschema@.deduction_flow.order_id IS 'The renewal''s order: the subscription''s, unless your BEFORE INSERT trigger sets another; it becomes the renewal payment''s order.';
 COMMENT ON COLUMN @extschema@.deduction_flow.amount IS 'What the invoice charged, in the smallest unit.';
+
+/* The remaining columns, so that \d+ describes every one. */
+COMMENT ON COLUMN @extschema@.settings.singleton IS 'Always true: the table has one row.';
+COMMENT ON COLUMN @extschema@.settings.secret_key IS 'The Stripe secret or restricted key (sk_..., rk_...); superusers only, shown masked in config.';
+COMMENT ON COLUMN @extschema@.settings.publishable_key IS 'The publishable key (pk_...), for your front end.';
+COMMENT ON COLUMN @extschema@.settings.brand_name IS 'The product name Checkout shows.';
+COMMENT ON COLUMN @extschema@.settings.brand_logo IS 'An https URL of an image Checkout shows.';
+COMMENT ON COLUMN @extschema@.settings.brand_slogan IS 'A description Checkout shows under the name.';
+COMMENT ON COLUMN @extschema@.settings.success_url IS 'Where Checkout sends the buyer after paying; may hold {CHECKOUT_SESSION_ID}.';
+COMMENT ON COLUMN @extschema@.settings.cancel_url IS 'Where Checkout sends a buyer who goes back.';
+COMMENT ON COLUMN @extschema@.settings.payment_flow IS 'checkout (stripe_pay returns a checkout_url) or payment_intent (a client_secret).';
+COMMENT ON COLUMN @extschema@.settings.updated_at IS 'When configure() last changed a setting.';
+COMMENT ON COLUMN @extschema@.settings.flow_role IS 'The role your triggers on the flows run as; NULL: the calling role.';
+COMMENT ON COLUMN @extschema@.settings.event_retention IS 'prune_events()''s default window: at least 30 days and the webhook tolerance.';
+
+COMMENT ON COLUMN @extschema@.config.secret_key IS 'The secret key, masked (sk_test_...1234).';
+COMMENT ON COLUMN @extschema@.config.publishable_key IS 'The publishable key.';
+COMMENT ON COLUMN @extschema@.config.mode IS 'test or live, from the secret key.';
+COMMENT ON COLUMN @extschema@.config.brand_name IS 'The product name Checkout shows.';
+COMMENT ON COLUMN @extschema@.config.brand_logo IS 'An https URL of an image Checkout shows.';
+COMMENT ON COLUMN @extschema@.config.brand_slogan IS 'A description Checkout shows under the name.';
+COMMENT ON COLUMN @extschema@.config.success_url IS 'Where Checkout sends the buyer after paying.';
+COMMENT ON COLUMN @extschema@.config.cancel_url IS 'Where Checkout sends a buyer who goes back.';
+COMMENT ON COLUMN @extschema@.config.payment_flow IS 'checkout or payment_intent.';
+COMMENT ON COLUMN @extschema@.config.updated_at IS 'When configure() last changed a setting.';
+COMMENT ON COLUMN @extschema@.config.flow_role IS 'The role your triggers on the flows run as; NULL: the calling role.';
+COMMENT ON COLUMN @extschema@.config.event_retention IS 'prune_events()''s default window.';
+COMMENT ON COLUMN @extschema@.config.secret_key_file IS 'stripepay.secret_key_file: the file the key is read from, when set.';
+COMMENT ON COLUMN @extschema@.config.webhook_secrets_file IS 'stripepay.webhook_secrets_file: the file more signing secrets are read from, when set.';
+
+COMMENT ON COLUMN @extschema@.payment_record.id IS 'The payment''s id: stripe_refund and refresh_payment take it.';
+COMMENT ON COLUMN @extschema@.payment_record.checkout_session_id IS 'Stripe''s Checkout Session (cs_...), for the checkout flow.';
+COMMENT ON COLUMN @extschema@.payment_record.expires_at IS 'When the Checkout Session expires.';
+COMMENT ON COLUMN @extschema@.payment_record.payment_intent_id IS 'Stripe''s PaymentIntent (pi_...), once known.';
+COMMENT ON COLUMN @extschema@.payment_record.invoice_id IS 'The Stripe invoice (in_...) a renewal paid.';
+COMMENT ON COLUMN @extschema@.payment_record.charge_id IS 'Stripe''s charge (ch_...), once known: refunds name it.';
+COMMENT ON COLUMN @extschema@.payment_record.livemode IS 'True for live mode, false for test mode, as Stripe says.';
+COMMENT ON COLUMN @extschema@.payment_record.failure_message IS 'Stripe''s message for the failure, for people.';
+COMMENT ON COLUMN @extschema@.payment_record.created_at IS 'When the row was made.';
+COMMENT ON COLUMN @extschema@.payment_record.updated_at IS 'When the row last changed.';
+
+COMMENT ON COLUMN @extschema@.refund.id IS 'The refund''s id.';
+COMMENT ON COLUMN @extschema@.refund.order_id IS 'The order of the payment refunded.';
+COMMENT ON COLUMN @extschema@.refund.currency IS 'Lower-case ISO 4217 code.';
+COMMENT ON COLUMN @extschema@.refund.stripe_refund_id IS 'Stripe''s refund (re_...).';
+COMMENT ON COLUMN @extschema@.refund.reason IS 'Stripe''s reason: duplicate, fraudulent, requested_by_customer, expired_uncaptured_charge; NULL when none was given.';
+COMMENT ON COLUMN @extschema@.refund.failure_reason IS 'Why Stripe could not refund, when it FAILED.';
+COMMENT ON COLUMN @extschema@.refund.event_created IS 'created of the newest Stripe event applied: the never-regress rule.';
+COMMENT ON COLUMN @extschema@.refund.created_at IS 'When the row was made.';
+COMMENT ON COLUMN @extschema@.refund.updated_at IS 'When the row last changed.';
+
+COMMENT ON COLUMN @extschema@.recurring_payment.id IS 'The subscription''s id: stripe_cancel_subscription and stripe_resume_subscription take it.';
+COMMENT ON COLUMN @extschema@.recurring_payment.order_id IS 'Your order that subscribed.';
+COMMENT ON COLUMN @extschema@.recurring_payment.price_id IS 'The recurring Stripe Price (price_...).';
+COMMENT ON COLUMN @extschema@.recurring_payment.checkout_session_id IS 'The Checkout Session in subscription mode (cs_...).';
+COMMENT ON COLUMN @extschema@.recurring_payment.checkout_url IS 'Where to send the buyer to subscribe.';
+COMMENT ON COLUMN @extschema@.recurring_payment.expires_at IS 'When the Checkout Session expires.';
+COMMENT ON COLUMN @extschema@.recurring_payment.subscription_id IS 'Stripe''s subscription (sub_...), once the buyer completed Checkout.';
+COMMENT ON COLUMN @extschema@.recurring_payment.customer_id IS 'Stripe''s customer (cus_...).';
+COMMENT ON COLUMN @extschema@.recurring_payment.current_period_start IS 'Start of the current billing period.';
+COMMENT ON COLUMN @extschema@.recurring_payment.current_period_end IS 'End of the current billing period: the next renewal.';
+COMMENT ON COLUMN @extschema@.recurring_payment.livemode IS 'True for live mode, false for test mode, as Stripe says.';
+COMMENT ON COLUMN @extschema@.recurring_payment.created_by IS 'The role that called stripe_subscribe, or stripe for a subscription learnt from Stripe.';
+COMMENT ON COLUMN @extschema@.recurring_payment.created_at IS 'When the row was made.';
+COMMENT ON COLUMN @extschema@.recurring_payment.updated_at IS 'When the row last changed.';
+
+COMMENT ON COLUMN @extschema@.webhook_event.type IS 'Stripe''s event type, such as checkout.session.completed.';
+COMMENT ON COLUMN @extschema@.webhook_event.api_version IS 'The API version the event is in: it says which shapes are read.';
+COMMENT ON COLUMN @extschema@.webhook_event.livemode IS 'True for a live-mode event.';
+COMMENT ON COLUMN @extschema@.webhook_event.received_at IS 'When the event was recorded here.';
+
+COMMENT ON COLUMN @extschema@.waiting_event.stripe_id IS 'The Stripe id the event waits for a payment to learn (pi_..., ch_..., in_...).';
+COMMENT ON COLUMN @extschema@.waiting_event.event_id IS 'The waiting event, in webhook_event.';
+COMMENT ON COLUMN @extschema@.waiting_event.waiting_since IS 'When it began to wait; it waits at most 30 days.';
+
+COMMENT ON COLUMN @extschema@.payment_flow.id IS 'The order the rows were added in.';
+COMMENT ON COLUMN @extschema@.payment_flow.event_id IS 'The Stripe event (evt_...), or refresh_payment.';
+COMMENT ON COLUMN @extschema@.payment_flow.event_type IS 'The event''s type; after refresh_payment, the type of the event its outcome stands for.';
+COMMENT ON COLUMN @extschema@.payment_flow.order_id IS 'Your order.';
+COMMENT ON COLUMN @extschema@.payment_flow.payment_id IS 'The payment_record.';
+COMMENT ON COLUMN @extschema@.payment_flow.created_at IS 'When the flow fired (the transaction''s start).';
+
+COMMENT ON COLUMN @extschema@.refund_flow.id IS 'The order the rows were added in.';
+COMMENT ON COLUMN @extschema@.refund_flow.event_id IS 'The Stripe event (evt_...).';
+COMMENT ON COLUMN @extschema@.refund_flow.event_type IS 'The event''s type.';
+COMMENT ON COLUMN @extschema@.refund_flow.order_id IS 'The order of the payment refunded.';
+COMMENT ON COLUMN @extschema@.refund_flow.payment_id IS 'The payment_record refunded.';
+COMMENT ON COLUMN @extschema@.refund_flow.refund_id IS 'The refund row.';
+COMMENT ON COLUMN @extschema@.refund_flow.created_at IS 'When the flow fired (the transaction''s start).';
+
+COMMENT ON COLUMN @extschema@.subscription_flow.id IS 'The order the rows were added in.';
+COMMENT ON COLUMN @extschema@.subscription_flow.event_id IS 'The Stripe event (evt_...), or the function that made the change.';
+COMMENT ON COLUMN @extschema@.subscription_flow.event_type IS 'The event''s type, or stripe_cancel_subscription or stripe_resume_subscription.';
+COMMENT ON COLUMN @extschema@.subscription_flow.order_id IS 'Your order that subscribed.';
+COMMENT ON COLUMN @extschema@.subscription_flow.recurring_payment_id IS 'The recurring_payment.';
+COMMENT ON COLUMN @extschema@.subscription_flow.status IS 'The subscription''s status after the event.';
+COMMENT ON COLUMN @extschema@.subscription_flow.cancel_at_period_end IS 'Stripe''s flag after the event.';
+COMMENT ON COLUMN @extschema@.subscription_flow.created_at IS 'When the flow fired (the transaction''s start).';
+
+COMMENT ON COLUMN @extschema@.deduction_flow.id IS 'The order the rows were added in.';
+COMMENT ON COLUMN @extschema@.deduction_flow.event_id IS 'The invoice.paid event (evt_...).';
+COMMENT ON COLUMN @extschema@.deduction_flow.event_type IS 'invoice.paid.';
+COMMENT ON COLUMN @extschema@.deduction_flow.recurring_payment_id IS 'The recurring_payment renewed.';
+COMMENT ON COLUMN @extschema@.deduction_flow.payment_id IS 'The RENEWAL payment_record made for the invoice.';
+COMMENT ON COLUMN @extschema@.deduction_flow.invoice_id IS 'The Stripe invoice (in_...).';
+COMMENT ON COLUMN @extschema@.deduction_flow.currency IS 'The currency of amount.';
+COMMENT ON COLUMN @extschema@.deduction_flow.already_processed IS 'Always false: a renewal fires once per invoice.';
+COMMENT ON COLUMN @extschema@.deduction_flow.created_at IS 'When the flow fired (the transaction''s start).';
+
+COMMENT ON COLUMN @extschema@.notify_outbox.id IS 'The order the notifications are sent in.';
+COMMENT ON COLUMN @extschema@.notify_outbox.channel IS 'stripepay_payment, stripepay_refund or stripepay_recurring_payment.';
+COMMENT ON COLUMN @extschema@.notify_outbox.payload IS 'The notification''s JSON: ids and a status.';
+
+COMMENT ON COLUMN @extschema@.webhook_secret.id IS 'The secret''s id.';
+COMMENT ON COLUMN @extschema@.webhook_secret.endpoint IS 'The endpoint name whose deliveries it signs (1 to 64 of A-Z a-z 0-9 _ . -).';
+COMMENT ON COLUMN @extschema@.webhook_secret.secret IS 'The signing secret (whsec_...); superusers only.';
+COMMENT ON COLUMN @extschema@.webhook_secret.expires_at IS 'When it stops being accepted; NULL: never.';
+COMMENT ON COLUMN @extschema@.webhook_secret.created_at IS 'When it was stored.';
+
+COMMENT ON COLUMN @extschema@.webhook_secrets.id IS 'The secret''s id.';
+COMMENT ON COLUMN @extschema@.webhook_secrets.endpoint IS 'The endpoint name whose deliveries it signs.';
+COMMENT ON COLUMN @extschema@.webhook_secrets.secret IS 'The signing secret, masked.';
+COMMENT ON COLUMN @extschema@.webhook_secrets.expires_at IS 'When it stops being accepted; NULL: never.';
+COMMENT ON COLUMN @extschema@.webhook_secrets.live IS 'True while it is accepted.';
+COMMENT ON COLUMN @extschema@.webhook_secrets.created_at IS 'When it was stored.';
+
+COMMENT ON COLUMN @extschema@.webhook_endpoint.name IS 'payment, refund, subscription or deduction: the flow whose events it receives.';
+COMMENT ON COLUMN @extschema@.webhook_endpoint.stripe_id IS 'Stripe''s webhook endpoint (we_...).';
+COMMENT ON COLUMN @extschema@.webhook_endpoint.url IS 'Where Stripe delivers: the base URL and /stripe/<name>.';
+COMMENT ON COLUMN @extschema@.webhook_endpoint.enabled_events IS 'The event types Stripe sends there.';
+COMMENT ON COLUMN @extschema@.webhook_endpoint.api_version IS 'The API version its events are in.';
+COMMENT ON COLUMN @extschema@.webhook_endpoint.livemode IS 'True for a live-mode endpoint.';
+COMMENT ON COLUMN @extschema@.webhook_endpoint.created_at IS 'When setup_webhooks() made it.';
+
+COMMENT ON COLUMN @extschema@.user_trigger.table_name IS 'The stripepay table the trigger is on.';
+COMMENT ON COLUMN @extschema@.user_trigger.trigger_name IS 'The trigger''s name.';
+COMMENT ON COLUMN @extschema@.user_trigger.recorded_at IS 'When the trigger was recorded, or last changed.';
