@@ -531,8 +531,8 @@ def wait_for(sql, timeout=10):
 
 
 def test_no_secret_reaches_the_log_by_any_route():
-    secret = "whsec_" + "R" * 8 + uid("ro").replace("_", "")
-    key = "sk_test_" + "K" * 8 + uid("lock").replace("_", "")
+    secret = "whsec_" + "R" * 16 + uid("ro").replace("_", "")
+    key = "sk_test_" + "K" * 24 + uid("lock").replace("_", "")
     # an error of add_webhook_secret's own statement: a read-only transaction
     e = expect_error(f"BEGIN READ ONLY; SELECT stripepay.add_webhook_secret('{secret}', 'ro')", "25006", db=DB)
     # a lock timeout while add_webhook_secret waits
