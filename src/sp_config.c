@@ -427,6 +427,43 @@ stripepay_mask_key(PG_FUNCTION_ARGS)
 }
 
 /*
+ * A role that existed before this install may be managed by someone who is
+ * not a superuser: from PostgreSQL 16 on, whoever made it with CREATEROLE
+ * holds ADMIN OPTION on it, and so could hand stripepay's rights (refunds,
+ * settings, every event) to any role once they are granted.  A superuser
+ * may also have delegated that on purpose, so this warns rather than
+ * refuses, and names each non-superuser holder.
+ */
+static void
+warn_of_role_admins(const char *role)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	uint64		row;
+
+	values[0] = CStringGetTextDatum(role);
+	if (SPI_execute_with_args("SELECT m.rolname::pg_catalog.text"
+							  "  FROM pg_catalog.pg_auth_members a"
+							  "  JOIN pg_catalog.pg_roles r ON r.oid = a.roleid"
+							  "  JOIN pg_catalog.pg_roles m ON m.oid = a.member"
+							  " WHERE r.rolname = $1 AND a.admin_option AND NOT m.rolsuper"
+							  " ORDER BY 1",
+							  1, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "stripepay: could not read the members of role %s", role);
+	for (row = 0; row < SPI_processed; row++)
+	{
+		char	   *holder = SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1);
+
+		ereport(WARNING,
+				(errcode(ERRCODE_WARNING),
+				 errmsg("role \"%s\" existed already, and role \"%s\" may grant it", role, holder),
+				 errdetail("Whoever may grant %s can give stripepay's rights to any role.", role),
+				 errhint("Unless that is intended: REVOKE ADMIN OPTION FOR %s FROM %s;",
+						 role, quote_identifier(holder))));
+	}
+}
+
+/*
  * stripepay._install(): run once by the install script, then dropped.  The
  * roles are cluster-wide and outlive the extension, so they are made only
  * when absent: a second database's CREATE EXTENSION must not fail.  lz4
@@ -461,8 +498,12 @@ stripepay_install(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	for (i = 0; i < lengthof(roles); i++)
+	{
 		if (!OidIsValid(get_role_oid(roles[i], true)))
 			SPI_execute(psprintf("CREATE ROLE %s NOLOGIN", roles[i]), false, 0);
+		else
+			warn_of_role_admins(roles[i]);
+	}
 #ifdef USE_LZ4
 	SPI_execute("ALTER TABLE stripepay.webhook_event ALTER COLUMN payload SET COMPRESSION lz4",
 				false, 0);

@@ -509,6 +509,34 @@ CREATE TRIGGER grab AFTER DELETE ON stripepay.notify_outbox FOR EACH STATEMENT E
         psql(f"DROP ROLE IF EXISTS {owner}", db="postgres")
 
 
+def test_who_may_grant_stripepays_roles_is_named_at_install():
+    """The roles outlive the extension and may exist before it: on 16 and
+    later, whoever made one with CREATEROLE holds ADMIN OPTION on it and
+    could hand stripepay's rights to anyone. CREATE EXTENSION names every
+    role that is not a superuser and may grant one."""
+    db = "sp_security_roles"
+    holder = "regress_sec_role_admin"
+    psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)", db="postgres")
+    psql(f"DROP ROLE IF EXISTS {holder}; CREATE ROLE {holder} LOGIN", db="postgres")
+    try:
+        psql(f"GRANT stripepay_admin TO {holder} WITH ADMIN OPTION", db="postgres")
+        psql(f"CREATE DATABASE {db}", db="postgres")
+        out = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db, "-c",
+                              "CREATE EXTENSION stripepay"], capture_output=True, text=True)
+        check_eq(out.returncode, 0, f"CREATE EXTENSION: {out.stderr}")
+        check(f'role "stripepay_admin" existed already, and role "{holder}" may grant it'
+              in out.stderr, f"no warning naming the holder:\n{out.stderr}")
+        check(f"REVOKE ADMIN OPTION FOR stripepay_admin FROM {holder}" in out.stderr, out.stderr)
+        psql(f"REVOKE ADMIN OPTION FOR stripepay_admin FROM {holder}", db="postgres")
+        psql("DROP EXTENSION stripepay", db=db)
+        out = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db, "-c",
+                              "CREATE EXTENSION stripepay"], capture_output=True, text=True)
+        check_eq((out.returncode, out.stderr), (0, ""), "CREATE EXTENSION once no one else may grant")
+    finally:
+        psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)", db="postgres")
+        psql(f"DROP OWNED BY {holder}; DROP ROLE IF EXISTS {holder}", db="postgres")
+
+
 def log_text():
     with open(os.environ["SP_SERVER_LOG"], errors="replace") as f:
         return f.read()
@@ -811,6 +839,7 @@ if __name__ == "__main__":
             test_user_code_leaves_nothing_in_the_callers_session,
             test_a_roles_open_ddl_never_blocks_anothers,
             test_the_notifier_drains_only_the_extensions_own_outbox,
+        test_who_may_grant_stripepays_roles_is_named_at_install,
             test_a_trigger_cannot_leave_the_flow_role,
             test_no_secret_reaches_the_log_by_any_route,
             test_the_key_can_come_from_a_file_the_server_reads,
