@@ -35,6 +35,7 @@
 #include "pure/sp_formats.h"
 #include "sp_settings.h"
 #include "sp_stmt.h"
+#include "sp_user_triggers.h"
 #include "stripepay.h"
 
 PG_FUNCTION_INFO_V1(stripepay_settings_changed);
@@ -86,19 +87,12 @@ static SpStmt settings_stmt = {
 };
 /* what sp_call_begin needs to know of the users' triggers (sp_user_triggers.c) */
 static SpStmt user_triggers_stmt = {
-	.sql = "WITH members AS ("
-	"  SELECT d.classid, d.objid FROM pg_catalog.pg_depend d, pg_catalog.pg_extension e"
-	"   WHERE e.extname = 'stripepay' AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass"
-	"     AND d.refobjid = e.oid AND d.deptype = 'e')"
+	.sql = SP_MEMBERS_CTE
 	" SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t JOIN members m"
 	"          ON m.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND m.objid = t.tgrelid"
-	"         WHERE NOT t.tgisinternal AND NOT EXISTS (SELECT 1 FROM members f"
-	"               WHERE f.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND f.objid = t.tgfoid)),"
+	"         WHERE " SP_USER_TRIGGER_COND "),"
 	"        (SELECT pg_catalog.count(*) FROM stripepay.user_trigger u"
-	"          WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t"
-	"                 JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid"
-	"                WHERE c.relnamespace = 'stripepay'::pg_catalog.regnamespace"
-	"                  AND c.relname = u.table_name AND t.tgname = u.trigger_name))"
+	"          WHERE NOT " SP_RECORDED_TRIGGER_EXISTS ")"
 };
 static SpStmt secrets_stmt = {
 	.sql = "SELECT endpoint, secret, expires_at FROM stripepay.webhook_secret ORDER BY id DESC"

@@ -51,6 +51,7 @@
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
+#include "sp_user_triggers.h"
 #include "stripepay.h"
 
 PG_FUNCTION_INFO_V1(stripepay_user_triggers_changed);
@@ -64,25 +65,12 @@ PG_FUNCTION_INFO_V1(stripepay_restore_user_triggers);
  */
 static bool recording = false;
 
-#define MEMBERS_SQL \
-	"WITH ext AS (" \
-	"  SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'stripepay')," \
-	" members AS (" \
-	"  SELECT d.classid, d.objid FROM pg_catalog.pg_depend d, ext" \
-	"   WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass" \
-	"     AND d.refobjid = ext.oid AND d.deptype = 'e')"
-
-/* a user's trigger: not internal, and its function not the extension's */
-#define USER_TRIGGER_SQL \
-	"NOT t.tgisinternal AND NOT EXISTS (SELECT 1 FROM members f" \
-	"  WHERE f.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND f.objid = t.tgfoid)"
-
 /*
  * The stripepay tables the current DDL command touched: the table altered,
  * the table of a trigger or rule made or altered.
  */
 static const char *const touched_sql =
-MEMBERS_SQL
+SP_MEMBERS_CTE
 ", touched AS ("
 "  SELECT CASE d.classid"
 "         WHEN 'pg_catalog.pg_trigger'::pg_catalog.regclass THEN"
@@ -96,11 +84,11 @@ MEMBERS_SQL
 
 /* what a user may not add to the touched tables: see the file's comment */
 static const char *const forbidden_sql =
-MEMBERS_SQL
+SP_MEMBERS_CTE
 " SELECT 'trigger \"' || t.tgname || '\" on stripepay.' || c.relname, false"
 "   FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid"
 "  WHERE t.tgrelid OPERATOR(pg_catalog.=) ANY ($1)"
-"    AND c.relname IN ('user_trigger', 'notify_outbox') AND " USER_TRIGGER_SQL
+"    AND c.relname IN ('user_trigger', 'notify_outbox') AND " SP_USER_TRIGGER_COND
 " UNION ALL"
 " SELECT 'rule \"' || r.rulename || '\" on stripepay.' || c.relname, true"
 "   FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class"
@@ -113,14 +101,14 @@ MEMBERS_SQL
  * change are not touched, and so not locked.
  */
 static const char *const record_sql =
-MEMBERS_SQL
+SP_MEMBERS_CTE
 ", present AS ("
 "  SELECT c.relname AS table_name, t.tgname AS trigger_name,"
 "         pg_catalog.pg_get_triggerdef(t.oid) AS definition, t.tgenabled::text AS enabled"
 "    FROM pg_catalog.pg_trigger t"
 "    JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid"
 "    JOIN members m ON m.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND m.objid = c.oid"
-"   WHERE ($1 IS NULL OR t.tgrelid OPERATOR(pg_catalog.=) ANY ($1)) AND " USER_TRIGGER_SQL "),"
+"   WHERE ($1 IS NULL OR t.tgrelid OPERATOR(pg_catalog.=) ANY ($1)) AND " SP_USER_TRIGGER_COND "),"
 " changed AS ("
 "  SELECT p.* FROM present p LEFT JOIN stripepay.user_trigger u"
 "      ON u.table_name = p.table_name AND u.trigger_name = p.trigger_name"
@@ -148,10 +136,7 @@ static const char *const forget_sql =
 static const char *const missing_sql =
 "SELECT u.table_name, u.trigger_name, u.definition, u.enabled"
 "  FROM stripepay.user_trigger u"
-" WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t"
-"                    JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid"
-"                   WHERE c.relnamespace = 'stripepay'::pg_catalog.regnamespace"
-"                     AND c.relname = u.table_name AND t.tgname = u.trigger_name)"
+" WHERE NOT " SP_RECORDED_TRIGGER_EXISTS
 " ORDER BY u.table_name, u.trigger_name";
 
 /* The extension's owner, who owns its tables: the owner of this function. */
