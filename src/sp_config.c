@@ -435,18 +435,17 @@ stripepay_mask_key(PG_FUNCTION_ARGS)
  * refuses, and names each non-superuser holder.
  */
 static void
-warn_of_role_admins(const char *role)
+warn_of_role_admins(const char *role, Oid role_oid)
 {
-	Oid			argtypes[1] = {TEXTOID};
+	Oid			argtypes[1] = {OIDOID};
 	Datum		values[1];
 	uint64		row;
 
-	values[0] = CStringGetTextDatum(role);
+	values[0] = ObjectIdGetDatum(role_oid);
 	if (SPI_execute_with_args("SELECT m.rolname::pg_catalog.text"
 							  "  FROM pg_catalog.pg_auth_members a"
-							  "  JOIN pg_catalog.pg_roles r ON r.oid = a.roleid"
 							  "  JOIN pg_catalog.pg_roles m ON m.oid = a.member"
-							  " WHERE r.rolname = $1 AND a.admin_option AND NOT m.rolsuper"
+							  " WHERE a.roleid = $1 AND a.admin_option AND NOT m.rolsuper"
 							  " ORDER BY 1",
 							  1, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "stripepay: could not read the members of role %s", role);
@@ -499,10 +498,12 @@ stripepay_install(PG_FUNCTION_ARGS)
 	SPI_connect();
 	for (i = 0; i < lengthof(roles); i++)
 	{
-		if (!OidIsValid(get_role_oid(roles[i], true)))
-			SPI_execute(psprintf("CREATE ROLE %s NOLOGIN", roles[i]), false, 0);
+		Oid			existing = get_role_oid(roles[i], true);
+
+		if (OidIsValid(existing))
+			warn_of_role_admins(roles[i], existing);
 		else
-			warn_of_role_admins(roles[i]);
+			SPI_execute(psprintf("CREATE ROLE %s NOLOGIN", roles[i]), false, 0);
 	}
 #ifdef USE_LZ4
 	SPI_execute("ALTER TABLE stripepay.webhook_event ALTER COLUMN payload SET COMPRESSION lz4",
