@@ -898,26 +898,30 @@ _JS_METHOD = re.compile(r"^    (\w+)\(([^)]*)\) \{\s*\n\s*return this\._makeRequ
                         re.M)
 
 
+def _sdk_files(resources, suffix):
+    """(path, text) of each file under resources whose name ends in suffix."""
+    for root, _, files in os.walk(resources):
+        for fn in sorted(files):
+            if fn.endswith(suffix):
+                path = os.path.join(root, fn)
+                with open(path, encoding="utf-8") as f:
+                    yield path, f.read()
+
+
 def sdk_paths(resources):
     """(METHOD, "/v1/x/{id}") -> (d.ts path, class name, method name)."""
     index = {}
-    for root, _, files in os.walk(resources):
-        for fn in sorted(files):
-            if not fn.endswith(".js"):
+    for path, text in _sdk_files(resources, ".js"):
+        classes = [(m.start(), m.group(1)) for m in _JS_CLASS.finditer(text)]
+        for m in _JS_METHOD.finditer(text):
+            cls = [c for pos, c in classes if pos < m.start()]
+            if not cls:
                 continue
-            path = os.path.join(root, fn)
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-            classes = [(m.start(), m.group(1)) for m in _JS_CLASS.finditer(text)]
-            for m in _JS_METHOD.finditer(text):
-                cls = [c for pos, c in classes if pos < m.start()]
-                if not cls:
-                    continue
-                tmpl = m.group(4)[1:-1]
-                tmpl = re.sub(r"\$\{encodeURIComponent\((\w+)\)\}", r"{\1}", tmpl)
-                key = (m.group(3), tmpl)
-                dts = path[:-3] + ".d.ts"
-                index.setdefault(key, (dts, cls[-1], m.group(1)))
+            tmpl = m.group(4)[1:-1]
+            tmpl = re.sub(r"\$\{encodeURIComponent\((\w+)\)\}", r"{\1}", tmpl)
+            key = (m.group(3), tmpl)
+            dts = path[:-3] + ".d.ts"
+            index.setdefault(key, (dts, cls[-1], m.group(1)))
     return index
 
 
@@ -928,20 +932,14 @@ _OBJ_MEMBER = re.compile(r"^    object: '([^']+)';", re.M)
 def object_index(resources):
     """object type ("deleted_<type>" for Deleted*) -> (d.ts path, interface name)."""
     out = {}
-    for root, _, files in os.walk(resources):
-        for fn in sorted(files):
-            if not fn.endswith(".d.ts"):
+    for path, text in _sdk_files(resources, ".d.ts"):
+        for m in _IFACE.finditer(text):
+            om = _OBJ_MEMBER.search(m.group(2))
+            if not om:
                 continue
-            path = os.path.join(root, fn)
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-            for m in _IFACE.finditer(text):
-                om = _OBJ_MEMBER.search(m.group(2))
-                if not om:
-                    continue
-                deleted = re.search(r"^    deleted: true;", m.group(2), re.M) is not None
-                key = ("deleted_" if deleted else "") + om.group(1)
-                out.setdefault(key, []).append((path, m.group(1)))
+            deleted = re.search(r"^    deleted: true;", m.group(2), re.M) is not None
+            key = ("deleted_" if deleted else "") + om.group(1)
+            out.setdefault(key, []).append((path, m.group(1)))
     return out
 
 

@@ -46,14 +46,17 @@ def sql_error(stderr):
     return SqlError("?????", stderr.strip(), stderr)
 
 
-def expect_error(sql, sqlstate, db="sp_integration"):
+def expect_error(sql, sqlstate, db="sp_integration", role=None):
+    """Runs sql (as role, when given) and returns the SqlError it must raise."""
+    who = f" as {role}" if role else ""
     try:
-        psql(sql, db=db)
+        psql(sql, db=db, env=dict(os.environ, PGUSER=role) if role else None)
     except SqlError as e:
         if e.sqlstate != sqlstate:
-            raise AssertionError(f"expected SQLSTATE {sqlstate}, got {e.sqlstate}: {e.stderr}")
+            raise AssertionError(f"{sql[:60]!r}{who}: expected SQLSTATE {sqlstate}, "
+                                 f"got {e.sqlstate}: {e.stderr}")
         return e
-    raise AssertionError(f"expected SQLSTATE {sqlstate}, but the statement succeeded")
+    raise AssertionError(f"{sql[:80]!r}{who}: expected SQLSTATE {sqlstate}, but it succeeded")
 
 
 # The flow role of the tests' databases: the tests' triggers write their own

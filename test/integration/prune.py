@@ -20,7 +20,7 @@ import threading
 import time
 from collections import Counter
 
-from harness import (TEST_KEY, WEBHOOK_SECRET, SqlError, check, check_eq, event_bytes,
+from harness import (TEST_KEY, WEBHOOK_SECRET, check, check_eq, event_bytes, expect_error,
                      fresh_database, psql, run, sign, sql_error)
 
 DB = "sp_prune"
@@ -44,12 +44,7 @@ def one(sql, role=None):
 
 
 def as_role(role, sql, sqlstate):
-    try:
-        q(sql, role)
-    except SqlError as e:
-        check_eq(e.sqlstate, sqlstate, f"SQLSTATE of {sql[:60]!r} as {role}")
-        return e
-    raise AssertionError(f"{sql[:80]!r} as {role} succeeded; expected {sqlstate}")
+    return expect_error(sql, sqlstate, db=DB, role=role)
 
 
 def prune(role=ADMIN, window=WINDOW):

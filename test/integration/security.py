@@ -35,12 +35,7 @@ def one(sql, role=None):
 
 
 def as_role(role, sql, sqlstate):
-    try:
-        q(sql, role)
-    except SqlError as e:
-        check_eq(e.sqlstate, sqlstate, f"SQLSTATE of {sql[:60]!r} as {role}")
-        return e
-    raise AssertionError(f"{sql[:80]!r} as {role} succeeded; expected {sqlstate}")
+    return expect_error(sql, sqlstate, db=DB, role=role)
 
 
 def readme_block(marker):
