@@ -106,7 +106,6 @@ extern const char *sp_subscription_status_of(const char *stripe_status);
  */
 extern const char *sp_subscription_target(const SpEvent *ev);
 
-/* The subscription as the last event applied left it. */
 /* Stripe's cancel_at: when a scheduled cancellation takes effect, if any. */
 typedef struct SpCancelAt
 {
@@ -114,6 +113,7 @@ typedef struct SpCancelAt
 	long long	at;				/* Unix seconds, when scheduled */
 } SpCancelAt;
 
+/* The subscription as the last event applied left it. */
 typedef struct SpSubscriptionState
 {
 	const char *status;
