@@ -53,3 +53,21 @@ bench_pin_module() {
 	psql -X -q -At -v ON_ERROR_STOP=1 \
 		-c "UPDATE pg_catalog.pg_proc SET probin = '$so' WHERE probin = '\$libdir/stripepay'" >/dev/null
 }
+
+# A number from an awk expression, four decimals.
+calc() { awk "BEGIN { printf \"%.4f\", $1 }"; }
+# psql for the benches' own queries: unaligned, tuples only, stop on error.
+q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
+
+# CPU ticks the cluster has used: the postmaster's reaped children (backends
+# that exited) plus every live process of the cluster.
+server_cpu() {
+	local pm p
+	pm=$(head -1 "$SP_TMP/data/postmaster.pid")
+	{
+		awk '{ print $14 + $15 + $16 + $17 }' "/proc/$pm/stat"
+		for p in $(pgrep -P "$pm"); do
+			awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || true
+		done
+	} | awk '{ s += $1 } END { print s }'
+}

@@ -86,8 +86,6 @@ DB_SCALE=bench_scale
 [ -z "$SO" ] || [ -r "$SO" ] || sp_die "BENCH_SO: cannot read $SO"
 
 # --- helpers --------------------------------------------------------------------
-calc() { awk "BEGIN { printf \"%.4f\", $1 }"; }
-q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
 
 # VACUUM ANALYZE of every table that has pages.  Not of the empty ones: an
 # empty table, analyzed, has "0 rows", and every plan cached while it is small
@@ -140,19 +138,6 @@ wait_drained() {
 		sleep 0.1
 	done
 	sp_die "the notifier did not drain the outbox"
-}
-
-# CPU ticks the cluster has used: the postmaster's reaped children (backends
-# that exited) plus every live process of the cluster.
-server_cpu() {
-	local pm p
-	pm=$(head -1 "$SP_TMP/data/postmaster.pid")
-	{
-		awk '{ print $14 + $15 + $16 + $17 }' "/proc/$pm/stat"
-		for p in $(pgrep -P "$pm"); do
-			awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || true
-		done
-	} | awk '{ s += $1 } END { print s }'
 }
 
 # Full-page images written so far: the first change of a page after a

@@ -36,8 +36,6 @@ SO=${BENCH_SO:-}
 [ -z "$SO" ] || [ -r "$SO" ] || sp_die "BENCH_SO: cannot read $SO"
 STARTED=$(date +%s)
 
-calc() { awk "BEGIN { printf \"%.4f\", $1 }"; }
-q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
 
 sp_install_deps
 sp_build_install
@@ -88,17 +86,6 @@ SQL
 [ "$(q -c "LOAD 'stripepay'" -c "SHOW stripepay.api_base")" = "$API" ] || sp_die "stripepay.api_base is not $API"
 bench_pin_module
 
-# CPU ticks of every process of the cluster (see bench/ingest/run.sh)
-server_cpu() {
-	local pm p
-	pm=$(head -1 "$SP_TMP/data/postmaster.pid")
-	{
-		awk '{ print $14 + $15 + $16 + $17 }' "/proc/$pm/stat"
-		for p in $(pgrep -P "$pm"); do
-			awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || true
-		done
-	} | awk '{ s += $1 } END { print s }'
-}
 fake_cpu() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"; }
 
 declare -A LAT P50 P99 RATE PGCPU FAKECPU STMT END

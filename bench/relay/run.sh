@@ -44,8 +44,6 @@ for p in "${PHASES[@]}"; do
 done
 TOTAL=$((N * (n_relay > 0 ? n_relay : 1)))	# a fresh event and PENDING payment per relay phase
 
-calc() { awk "BEGIN { printf \"%.4f\", $1 }"; }
-q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
 
 # --- dependencies: wrk (Debian), node and the pinned stripe-sync-engine (npm) ---
 sp_install_deps
