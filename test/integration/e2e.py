@@ -6,7 +6,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 
@@ -168,20 +167,10 @@ def test_remove_webhooks_cleans_up_and_a_crowded_account_is_refused():
 
 if __name__ == "__main__":
     setup()
-    code = 1
-    try:
-        run("e2e", [
-            test_setup_webhooks_creates_four_endpoints_once,
-            test_paid_checkout_flows_through_the_relay,
-            test_refund_flows_through_the_relay,
-            test_renewal_flows_through_the_relay,
-            test_remove_webhooks_cleans_up_and_a_crowded_account_is_refused,
-        ])
-    except SystemExit as done:
-        code = done.code
-    finally:
-        try:
-            teardown()
-        except Exception as e:  # the suite's verdict stands; say what was left behind
-            print(f"teardown: {e}", flush=True)
-    sys.exit(code)
+    run("e2e", [
+        test_setup_webhooks_creates_four_endpoints_once,
+        test_paid_checkout_flows_through_the_relay,
+        test_refund_flows_through_the_relay,
+        test_renewal_flows_through_the_relay,
+        test_remove_webhooks_cleans_up_and_a_crowded_account_is_refused,
+    ], teardown=teardown)

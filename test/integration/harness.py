@@ -126,8 +126,9 @@ def check_eq(actual, expected, what="value"):
         raise AssertionError(f"{what}: expected {expected!r}, got {actual!r}")
 
 
-def run(suite, tests):
-    """Runs each test in order, reporting ok / not ok; exits 1 on failure."""
+def run(suite, tests, teardown=None):
+    """Runs each test in order, reporting ok / not ok, then teardown; exits 1
+    on a test's failure (a failing teardown is said, and changes no verdict)."""
     passed = failed = 0
     for test in tests:
         name = test.__name__
@@ -142,6 +143,11 @@ def run(suite, tests):
             print(f"not ok - {name}: {e}", flush=True)
             traceback.print_exc(file=sys.stdout)
     print(f"{suite}: {passed} passed, {failed} failed", flush=True)
+    if teardown is not None:
+        try:
+            teardown()
+        except Exception as e:  # the suite's verdict stands; say what was left behind
+            print(f"teardown: {e}", flush=True)
     sys.exit(1 if failed else 0)
 
 

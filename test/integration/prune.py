@@ -722,20 +722,10 @@ ANALYZE stripepay.webhook_event, stripepay.payment_record, stripepay.waiting_eve
 
 if __name__ == "__main__":
     setup()
-    code = 1
-    try:
-        run("prune", [
-            test_only_admins_and_superusers_may_prune,
-            test_a_pruned_event_delivered_again_changes_nothing_known,
-            test_a_batch_in_progress_makes_no_ingest_wait,
-            test_a_batch_keeps_what_its_snapshot_shows_waiting_or_a_state,
-            test_prune_while_ingests_run,
-        ])
-    except SystemExit as done:
-        code = done.code
-    finally:
-        try:
-            teardown()
-        except Exception as e:
-            print(f"teardown: {e}", flush=True)
-    raise SystemExit(code)
+    run("prune", [
+        test_only_admins_and_superusers_may_prune,
+        test_a_pruned_event_delivered_again_changes_nothing_known,
+        test_a_batch_in_progress_makes_no_ingest_wait,
+        test_a_batch_keeps_what_its_snapshot_shows_waiting_or_a_state,
+        test_prune_while_ingests_run,
+    ], teardown=teardown)

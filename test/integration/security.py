@@ -821,37 +821,27 @@ CREATE TRIGGER fail_flow AFTER INSERT ON stripepay.payment_flow FOR EACH ROW EXE
 
 if __name__ == "__main__":
     setup()
-    code = 1
-    try:
-        run("security", [
-            test_a_table_owners_trigger_never_runs_as_a_superuser,
-            test_a_temp_table_cannot_take_the_flows_writes,
-            test_every_path_that_fires_a_flow_runs_as_the_flow_role,
-            test_without_a_flow_role_flows_run_as_the_calling_role,
-            test_the_flow_role_is_never_a_superuser_nor_someone_elses,
-            test_a_superuser_caller_without_a_flow_role_is_refused,
-            test_a_deferred_trigger_set_off_by_a_flow_is_refused,
-            test_user_code_leaves_nothing_in_the_callers_session,
-            test_a_roles_open_ddl_never_blocks_anothers,
-            test_the_notifier_drains_only_the_extensions_own_outbox,
-        test_who_may_grant_stripepays_roles_is_named_at_install,
-            test_a_trigger_cannot_leave_the_flow_role,
-            test_no_secret_reaches_the_log_by_any_route,
-            test_the_key_can_come_from_a_file_the_server_reads,
-            test_no_role_can_hold_the_extensions_locks,
-            test_a_refused_body_costs_the_body_and_a_constant,
-            test_a_verified_body_costs_a_bounded_multiple_of_itself,
-            test_a_body_over_64_mb_is_refused_before_anything,
-            test_notifications_carry_ids_and_statuses_only,
-            test_a_payment_for_another_amount_pays_nothing,
-            test_bad_input_is_refused_early_and_clearly,
-            test_no_internal_sql_reaches_the_caller,
-        ])
-    except SystemExit as done:
-        code = done.code
-    finally:
-        try:
-            teardown()
-        except Exception as e:
-            print(f"teardown: {e}", flush=True)
-    raise SystemExit(code)
+    run("security", [
+        test_a_table_owners_trigger_never_runs_as_a_superuser,
+        test_a_temp_table_cannot_take_the_flows_writes,
+        test_every_path_that_fires_a_flow_runs_as_the_flow_role,
+        test_without_a_flow_role_flows_run_as_the_calling_role,
+        test_the_flow_role_is_never_a_superuser_nor_someone_elses,
+        test_a_superuser_caller_without_a_flow_role_is_refused,
+        test_a_deferred_trigger_set_off_by_a_flow_is_refused,
+        test_user_code_leaves_nothing_in_the_callers_session,
+        test_a_roles_open_ddl_never_blocks_anothers,
+        test_the_notifier_drains_only_the_extensions_own_outbox,
+    test_who_may_grant_stripepays_roles_is_named_at_install,
+        test_a_trigger_cannot_leave_the_flow_role,
+        test_no_secret_reaches_the_log_by_any_route,
+        test_the_key_can_come_from_a_file_the_server_reads,
+        test_no_role_can_hold_the_extensions_locks,
+        test_a_refused_body_costs_the_body_and_a_constant,
+        test_a_verified_body_costs_a_bounded_multiple_of_itself,
+        test_a_body_over_64_mb_is_refused_before_anything,
+        test_notifications_carry_ids_and_statuses_only,
+        test_a_payment_for_another_amount_pays_nothing,
+        test_bad_input_is_refused_early_and_clearly,
+        test_no_internal_sql_reaches_the_caller,
+    ], teardown=teardown)

@@ -417,27 +417,17 @@ def test_who_may_sync_and_refresh():
 
 if __name__ == "__main__":
     setup()
-    code = 1
-    try:
-        run("sync", [
-            test_events_missed_while_the_endpoint_was_down_are_recovered,
-            test_events_already_ingested_are_not_applied_twice,
-            test_a_second_sync_changes_nothing,
-            test_paging_across_more_than_100_events_applies_oldest_first,
-            test_since_is_respected_and_the_default_is_the_newest_event_held,
-            test_sync_and_a_webhook_of_the_same_event_apply_it_once,
-            test_a_failing_trigger_fails_the_whole_sync_naming_the_event,
-            test_stripe_errors_fail_the_call_and_keep_nothing,
-            test_refresh_moves_a_payment_whose_webhook_was_lost,
-            test_refresh_follows_failure_then_expiry_and_payment_intents,
-            test_refresh_errors,
-            test_who_may_sync_and_refresh,
-        ])
-    except SystemExit as done:
-        code = done.code
-    finally:
-        try:
-            teardown()
-        except Exception as e:
-            print(f"teardown: {e}", flush=True)
-    raise SystemExit(code)
+    run("sync", [
+        test_events_missed_while_the_endpoint_was_down_are_recovered,
+        test_events_already_ingested_are_not_applied_twice,
+        test_a_second_sync_changes_nothing,
+        test_paging_across_more_than_100_events_applies_oldest_first,
+        test_since_is_respected_and_the_default_is_the_newest_event_held,
+        test_sync_and_a_webhook_of_the_same_event_apply_it_once,
+        test_a_failing_trigger_fails_the_whole_sync_naming_the_event,
+        test_stripe_errors_fail_the_call_and_keep_nothing,
+        test_refresh_moves_a_payment_whose_webhook_was_lost,
+        test_refresh_follows_failure_then_expiry_and_payment_intents,
+        test_refresh_errors,
+        test_who_may_sync_and_refresh,
+    ], teardown=teardown)
